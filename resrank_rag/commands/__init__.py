@@ -1,0 +1,1 @@
+"""One module per `resrank` subcommand; resrank_rag.cli registers them."""

