@@ -1,0 +1,46 @@
+"""A tiny randomly initialised ResRank for fast tests (ours and downstream integrations')."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from resrank_rag import backbones
+from resrank_rag.config import ResRankConfig
+from resrank_rag.encoder import TextEncoder
+from resrank_rag.model import ResRank
+
+
+def tiny_resrank(seed: int = 0, encoder_dim: int = 32, reranker_dim: int = 48, **overrides) -> ResRank:
+    """A 2-layer BERT encoder and a 2-layer Llama reranker, both sharing the packaged MiniLM tokenizer.
+
+    Builds in well under a second; weights are random (seeded), so rankings are meaningless but
+    every code path of the real model runs. ``overrides`` go to ``ResRankConfig``.
+    """
+    from transformers import AutoTokenizer, BertConfig, BertModel, LlamaConfig, LlamaModel
+
+    tokenizer = AutoTokenizer.from_pretrained(backbones.resolve(backbones.MINILM_ID))
+    vocab = len(tokenizer)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        encoder = BertModel(
+            BertConfig(
+                vocab_size=vocab, hidden_size=encoder_dim, num_hidden_layers=2, num_attention_heads=2,
+                intermediate_size=2 * encoder_dim, max_position_embeddings=128,
+            )
+        )
+        reranker = LlamaModel(
+            LlamaConfig(
+                vocab_size=vocab, hidden_size=reranker_dim, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, intermediate_size=2 * reranker_dim, max_position_embeddings=1024,
+            )
+        )
+    settings = dict(
+        name="tiny-resrank", encoder="tiny-bert", reranker="tiny-llama",
+        encoder_weights="full", reranker_weights="full", max_passage_tokens=64,
+    )
+    settings.update(overrides)
+    config = ResRankConfig(**settings)
+    text_encoder = TextEncoder(encoder, tokenizer, config.pooling, config.max_passage_tokens)
+    return ResRank(config, text_encoder, reranker, copy.deepcopy(tokenizer))
