@@ -30,7 +30,9 @@ CHARS_PER_TOKEN_LIMIT = 32
 costs neither time nor memory; the cut keeps far more text than the token window can hold in practice."""
 
 
-def clip_long_texts(texts: Sequence[str], max_tokens: int) -> list[str]:
+def clean_texts(texts: Sequence[str], max_tokens: int) -> list[str]:
+    """Cut texts far beyond the token window (with a warning) and replace characters UTF-8 cannot
+    encode (lone surrogates, e.g. from undecodable bytes) with U+FFFD, which tokenizers reject otherwise."""
     limit = max_tokens * CHARS_PER_TOKEN_LIMIT
     long = [len(text) for text in texts if len(text) > limit]
     if long:
@@ -39,8 +41,15 @@ def clip_long_texts(texts: Sequence[str], max_tokens: int) -> list[str]:
             "only their beginning is used. Chunk long documents before indexing.",
             stacklevel=4,
         )
-        return [text[:limit] for text in texts]
-    return list(texts)
+    return [_encodable(text[:limit]) for text in texts]
+
+
+def _encodable(text: str) -> str:
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", errors="replace").decode("utf-8")
 
 
 class TextEncoder(nn.Module):
@@ -66,7 +75,7 @@ class TextEncoder(nn.Module):
         return next(self.model.parameters()).device
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        texts = clip_long_texts(texts, self.max_tokens)
+        texts = clean_texts(texts, self.max_tokens)
         with self._tokenizer_lock:  # fast tokenizers are not safe to call from several threads
             batch = self.tokenizer(
                 list(texts), padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"

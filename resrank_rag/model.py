@@ -15,7 +15,7 @@ from torch import nn
 
 from resrank_rag import backbones
 from resrank_rag.config import CONFIG_FILE, ResRankConfig
-from resrank_rag.encoder import TextEncoder, clip_long_texts
+from resrank_rag.encoder import TextEncoder, clean_texts
 from resrank_rag.results import RerankResult
 
 HEADS_FILE = "heads.safetensors"
@@ -204,7 +204,7 @@ class ResRank(nn.Module):
         return limit - len(self._prompt_ids(query)) - (self.config.query_position == "marker")
 
     def _prompt_ids(self, query: str) -> list[int]:
-        query = clip_long_texts([query], self.config.max_query_tokens)[0]
+        query = clean_texts([query], self.config.max_query_tokens)[0]
         with self._tokenizer_lock:  # fast tokenizers are not safe to call from several threads
             query_ids = self.reranker_tokenizer(
                 query, add_special_tokens=False, truncation=True, max_length=self.config.max_query_tokens
@@ -364,6 +364,8 @@ def _check_texts(texts, what: str) -> list[str]:
         raise TypeError(f"{what} must be a list of strings, not one string; wrap it in a list")
     texts = list(texts)
     for i, text in enumerate(texts):
+        if isinstance(text, bytes):
+            raise TypeError(f"{what}[{i}] is bytes; decode it first, e.g. data.decode('utf-8', errors='replace')")
         if not isinstance(text, str):
             raise TypeError(f"{what}[{i}] is {type(text).__name__}; every item must be a string")
     return texts
@@ -372,7 +374,10 @@ def _check_texts(texts, what: str) -> list[str]:
 def _check_vectors(vectors, dim: int, what: str) -> np.ndarray:
     if isinstance(vectors, torch.Tensor):
         vectors = vectors.detach().cpu().numpy()
-    array = np.asarray(vectors, dtype=np.float32)
+    try:
+        array = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{what} must be numbers of shape (n, {dim}): {error}") from None
     if array.ndim != 2 or array.shape[1] != dim:
         raise ValueError(f"{what} must have shape (n, {dim}) for this model, got {array.shape}")
     if not np.isfinite(array).all():
@@ -384,7 +389,7 @@ def _looks_like_vectors(candidates) -> bool:
     if isinstance(candidates, (np.ndarray, torch.Tensor)):
         return True
     first = candidates[0] if len(candidates) else None
-    return first is not None and not isinstance(first, str) and hasattr(first, "__len__")
+    return first is not None and not isinstance(first, (str, bytes)) and hasattr(first, "__len__")
 
 
 def _split_candidates(candidates, vectors, dim: int) -> tuple[list[str] | None, np.ndarray | None]:
