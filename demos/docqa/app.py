@@ -1,0 +1,119 @@
+"""Assemble the demo (model, corpus, index, generator) and run it in the terminal or as a web page."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+
+from demos.docqa import corpus
+from demos.docqa.chat import chat_turn
+from demos.docqa.generate import SmolLM2Generator, make_generator
+from demos.docqa.pipeline import Answer, DocQA, open_index
+
+console = Console(stderr=True)
+
+
+@dataclass
+class DemoSettings:
+    """Everything ``resrank demo`` can be told; defaults run on the shipped documents, offline."""
+
+    docs: Path | None = None
+    data: Path | None = None
+    limit: int | None = None
+    model: str = "resrank-minilm-smollm2"
+    llm: str | None = None
+    k: int = 20
+    context_passages: int = 3
+    first_stage: str = "hybrid"
+    max_new_tokens: int = 96
+    index_path: str | None = None
+
+
+def residual_heads_are_zero(model) -> bool:
+    """True for an untrained ResRank, which ranks exactly like cosine retrieval with its encoder."""
+    return all(not head.weight.detach().any() for head in (model.passage_head, model.query_head))
+
+
+def load_chunks(settings: DemoSettings):
+    """(label, chunks) of the corpus the settings name: --data, --docs, or the shipped documents."""
+    if settings.data is not None:
+        return f"BEIR {settings.data.name}", corpus.chunks_of(corpus.beir_documents(settings.data, settings.limit))
+    if settings.docs is not None:
+        return str(settings.docs), corpus.chunks_of(corpus.folder_documents(settings.docs))
+    return "the shipped documents (project docs + CPython documentation topics)", corpus.shipped_chunks()
+
+
+def build(settings: DemoSettings, model=None, generator=None) -> tuple[DocQA, dict]:
+    """The QA pipeline and the facts the page shows about it."""
+    label, chunks = load_chunks(settings)
+    if model is None:
+        from resrank_rag import ResRank
+
+        console.print(f"[bold]demo:[/] loading ResRank {settings.model}")
+        model = ResRank.from_pretrained(settings.model)
+    slug = "".join(c if c.isalnum() else "-" for c in label.split(" (")[0].lower())[:40]
+    console.print(f"[bold]demo:[/] {len(chunks)} chunks from {label}")
+    index = open_index(model, chunks, slug, settings.index_path)
+    if generator is None:
+        console.print("[bold]demo:[/] loading the generator")
+        generator = make_generator(settings.llm, settings.max_new_tokens)
+    qa = DocQA(index, generator, k=settings.k, context_passages=settings.context_passages, first_stage=settings.first_stage)
+    untrained = residual_heads_are_zero(model)
+    note = (
+        f"Answers come from {generator.name}"
+        + (", a 135M-parameter model: it answers from the retrieved passages and can be wrong or vague; "
+           "check the cited passages. Plug in a better LLM with --llm." if isinstance(generator, SmolLM2Generator) else ".")
+        + (" The ResRank checkpoint is untrained (zero residual heads), so it ranks like dense cosine "
+           "with its encoder; differences from the hybrid first stage show that reordering."
+           if untrained else "")
+    )
+    info = {
+        "corpus": label,
+        "documents": len(chunks),
+        "model": model.name + (" (untrained)" if untrained else ""),
+        "first_stage": settings.first_stage,
+        "k": settings.k,
+        "generator": generator.name,
+        "note": note,
+    }
+    return qa, info
+
+
+def print_answer(answer: Answer) -> None:
+    """The answer, its passages, retrieval vs ResRank order and stage timings, in the terminal."""
+    out = Console()
+    if answer.search_query != answer.question:
+        out.print(f"[dim]searched for: {escape(answer.search_query)}[/]")
+    out.print(Panel(escape(answer.answer) or "(empty answer)", title=escape(answer.question), subtitle=answer.generator))
+    out.print(f"[dim]citations: {answer.citations}[/]")
+    for number, passage in enumerate(answer.passages, 1):
+        mark = "*" if number in answer.cited else " "
+        out.print(f"{mark}[{number}] [bold]{escape(passage.title)}[/] ({escape(passage.id)}): {escape(passage.text[:160])}…")
+    table = Table(title="retrieval order vs ResRank order")
+    for column in ("retrieval #", "ResRank #", "retrieval score", "ResRank score", "passage"):
+        table.add_column(column, overflow="fold")
+    for c in answer.candidates[:10]:
+        table.add_row(str(c.retrieval_rank), str(c.resrank_rank), f"{c.retrieval_score:.4f}", f"{c.resrank_score:.4f}", escape(c.title))
+    out.print(table)
+    out.print("timings: " + ", ".join(f"{stage} {ms:.0f} ms" for stage, ms in answer.timings_ms.items()))
+
+
+def run_terminal(qa: DocQA, chat: bool) -> None:
+    """Ask questions at a prompt until an empty line or Ctrl+D; in chat mode follow-ups keep the history."""
+    history: list[dict] = []
+    console.print("Ask a question (empty line to quit)" + (" — chat mode, follow-ups use the history" if chat else ""))
+    while True:
+        try:
+            question = input("> ").strip()
+        except EOFError:
+            return
+        if not question:
+            return
+        answer = chat_turn(qa, history, question) if chat else qa.ask(question)
+        history = answer.history
+        print_answer(answer)

@@ -1,0 +1,154 @@
+"""Document QA: index -> retrieve -> ResRank rerank (stored vectors, one pass) -> generate, each stage timed."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from demos.docqa.citations import cite
+from demos.docqa.generate import SYSTEM_PROMPT, Generator, passages_prompt
+from resrank_rag.backbones import cache_dir
+from resrank_rag.embedding_cache import EmbeddingCache
+from resrank_rag.index import Document, ResRankIndex, content_hash
+
+
+@dataclass
+class Candidate:
+    """One first-stage hit with its place in the retrieval order and in the ResRank order (1-based)."""
+
+    id: str
+    title: str
+    text: str
+    retrieval_rank: int
+    retrieval_score: float
+    resrank_rank: int
+    resrank_score: float
+
+
+@dataclass
+class Answer:
+    """What one question produced; ``passages`` are numbered [1].. as the generator saw them."""
+
+    question: str
+    search_query: str
+    answer: str
+    passages: list[Candidate]
+    cited: list[int]
+    citations: str
+    """``generator`` (the LLM cited), ``attributed`` (added by encoder similarity) or ``none``."""
+    candidates: list[Candidate]
+    timings_ms: dict[str, float]
+    generator: str
+    history: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def collection_name(chunks: Sequence[Document], label: str) -> str:
+    """A collection named after the corpus content, so an edited corpus gets a fresh, exact collection."""
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(f"{chunk.id}\0{content_hash(chunk.text, chunk.metadata)}\n".encode())
+    return f"demo-{label}-{digest.hexdigest()[:12]}"
+
+
+def open_index(model, chunks: Sequence[Document], label: str, path: str | None = None) -> ResRankIndex:
+    """The demo's index of ``chunks``: reused when already built, else encoded once (vectors cached).
+
+    Building a new version of a corpus drops the collections of its earlier versions.
+    """
+    if not chunks:
+        raise ValueError("no documents to index: the folder holds no .md, .txt, .jsonl, .html or .pdf files")
+    path = path or str(cache_dir() / "demo" / "qdrant")
+    cache = EmbeddingCache(model, ":memory:" if path == ":memory:" else None)
+    index = ResRankIndex(model, collection_name(chunks, label), path=path, embedding_cache=cache)
+    if index.count() != len(chunks):
+        index.index(chunks, show_progress_bar=len(chunks) > 64)
+        for collection in index.client.get_collections().collections:  # earlier versions of this corpus
+            if collection.name.startswith(f"demo-{label}-") and collection.name != index.collection:
+                index.client.delete_collection(collection.name)
+    return index
+
+
+class Stopwatch:
+    """Milliseconds per named stage."""
+
+    def __init__(self):
+        self.timings_ms: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings_ms[name] = round((time.perf_counter() - start) * 1000, 1)
+
+
+class DocQA:
+    """Question answering over a ``ResRankIndex``; safe to call from several threads (one at a time)."""
+
+    def __init__(
+        self, index: ResRankIndex, generator: Generator, k: int = 20, context_passages: int = 3, first_stage: str = "hybrid"
+    ):
+        if not 1 <= context_passages <= k:
+            raise ValueError(f"need 1 <= context_passages <= k, got {context_passages} and {k}")
+        self.index = index
+        self.generator = generator
+        self.k = k
+        self.context_passages = context_passages
+        self.first_stage = first_stage
+        self.lock = threading.Lock()
+
+    def rank(self, query: str, watch: Stopwatch) -> tuple[list[Candidate], np.ndarray]:
+        """First-stage top-k reranked by ResRank from their stored vectors: candidates and vectors, ResRank order."""
+        with watch.stage("retrieve"):
+            hits, vectors = self.index.retrieve_with_vectors(query, self.k, first_stage=self.first_stage)
+        with watch.stage("rerank"):
+            ranked = self.index.model.rerank(query, [h.text for h in hits], vectors=vectors) if hits else []
+        candidates = [
+            Candidate(
+                id=hits[r.index].id,
+                title=str(hits[r.index].metadata.get("title", hits[r.index].id)),
+                text=hits[r.index].text,
+                retrieval_rank=r.index + 1,
+                retrieval_score=float(hits[r.index].retrieval_score),
+                resrank_rank=place,
+                resrank_score=float(r.score),
+            )
+            for place, r in enumerate(ranked, 1)
+        ]
+        return candidates, vectors[[r.index for r in ranked]]
+
+    def ask(self, question: str, search_query: str | None = None, watch: Stopwatch | None = None) -> Answer:
+        """Answer ``question`` from the passages ResRank puts first for ``search_query`` (default: the question)."""
+        if not question.strip():
+            raise ValueError("the question is empty")
+        watch = watch or Stopwatch()
+        search_query = search_query or question
+        with self.lock:
+            ranked, vectors = self.rank(search_query, watch)
+            passages = ranked[: self.context_passages]
+            with watch.stage("generate"):
+                text = self.generator.generate(SYSTEM_PROMPT, passages_prompt(question, [p.text for p in passages]))
+            with watch.stage("cite"):
+                text, cited, citations = cite(text, vectors[: len(passages)], self.index.model)
+        watch.timings_ms["total"] = round(sum(watch.timings_ms.values()), 1)
+        return Answer(
+            question=question,
+            search_query=search_query,
+            answer=text,
+            passages=passages,
+            cited=cited,
+            citations=citations,
+            candidates=sorted(ranked, key=lambda c: c.retrieval_rank),
+            timings_ms=watch.timings_ms,
+            generator=self.generator.name,
+        )

@@ -1,0 +1,105 @@
+"""ResRankCompressor: one-pass listwise reranking of LangChain documents."""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+from langchain_core.callbacks import Callbacks
+from langchain_core.documents import BaseDocumentCompressor, Document
+from langchain_qdrant import QdrantVectorStore
+from pydantic import ConfigDict, Field, PrivateAttr, model_validator
+
+from langchain_resrank._models import check_cache, load_model
+from langchain_resrank._qdrant import holds_model_vectors, stored_vectors
+from resrank_rag import DEFAULT_MODEL, ResRank
+from resrank_rag.embedding_cache import EmbeddingCache
+
+
+class ResRankCompressor(BaseDocumentCompressor):
+    """Reranks documents with ResRank in one forward pass and keeps the best ``top_n``.
+
+    Each returned document is a copy whose metadata gains ``relevance_score`` (a float cosine score);
+    the caller's documents are never changed. Passage vectors come from ``vector_store`` when the
+    documents came from it and it holds this model's vectors (no encoding at all), otherwise from
+    ``cache`` (an ``EmbeddingCache``; default: the user cache folder), which encodes each text once.
+
+    Example:
+        ```python
+        from langchain_classic.retrievers import ContextualCompressionRetriever
+
+        compressor = ResRankCompressor(vector_store=store, top_n=5)
+        retriever = ContextualCompressionRetriever(
+            base_compressor=compressor, base_retriever=store.as_retriever(search_kwargs={"k": 50})
+        )
+        ```
+    """
+
+    model: ResRank | None = Field(default=None, exclude=True)
+    model_name: str = DEFAULT_MODEL
+    device: str | None = None
+    top_n: int | None = Field(default=3, gt=0)
+    """How many documents to keep; None keeps all, reordered."""
+    score_threshold: float | None = None
+    """Drop documents scoring below this cosine score."""
+    vector_store: QdrantVectorStore | None = Field(default=None, exclude=True)
+    """The store the documents came from, to reuse its vectors instead of encoding passages."""
+    cache: EmbeddingCache | None = Field(default=None, exclude=True)
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", protected_namespaces=())
+    _use_store: bool = PrivateAttr(default=False)
+
+    @model_validator(mode="after")
+    def _prepare(self) -> ResRankCompressor:
+        if self.model is None:
+            self.model = load_model(self.model_name, self.device)
+        check_cache(self.cache, self.model)
+        if self.cache is None:
+            self.cache = EmbeddingCache(self.model)
+        if self.vector_store is not None:
+            self._use_store = holds_model_vectors(self.vector_store, self.model)
+            if not self._use_store:
+                warnings.warn(
+                    f"Qdrant collection {self.vector_store.collection_name!r} does not hold vectors of this ResRank "
+                    "encoder, so ResRankCompressor encodes passages itself (once each, cached). Build the store "
+                    "with ResRankEmbeddings over the same model to rerank its stored vectors directly.",
+                    stacklevel=2,
+                )
+        return self
+
+    def rerank(self, documents: Sequence[Document], query: str, top_n: int | None = None) -> list[Document]:
+        """All ``documents`` (or the best ``top_n``) best first, as scored copies above ``score_threshold``."""
+        documents = list(documents)
+        if not documents:
+            return []
+        results = self.model.rerank(
+            query, [d.page_content for d in documents], top_n=top_n, vectors=self._vectors(documents)
+        )
+        return [
+            documents[r.index].model_copy(
+                update={"metadata": {**documents[r.index].metadata, "relevance_score": r.score}}
+            )
+            for r in results
+            if self.score_threshold is None or r.score >= self.score_threshold
+        ]
+
+    def _vectors(self, documents: list[Document]) -> np.ndarray:
+        found = stored_vectors(self.vector_store, documents) if self._use_store else {}
+        missing = [i for i in range(len(documents)) if i not in found]
+        if missing:
+            found.update(zip(missing, self.cache.encode([documents[i].page_content for i in missing]), strict=True))
+        return np.stack([found[i] for i in range(len(documents))])
+
+    def compress_documents(
+        self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
+    ) -> Sequence[Document]:
+        """The best ``top_n`` documents for ``query``, best first, each with ``relevance_score`` metadata."""
+        return self.rerank(documents, query, self.top_n)
+
+    async def acompress_documents(
+        self, documents: Sequence[Document], query: str, callbacks: Callbacks | None = None
+    ) -> Sequence[Document]:
+        """``compress_documents`` in a worker thread, so the event loop stays free during the forward pass."""
+        return await asyncio.to_thread(self.compress_documents, documents, query, callbacks)

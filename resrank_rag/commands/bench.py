@@ -1,0 +1,98 @@
+"""`resrank bench`: rerank latency vs K, peak memory and indexing throughput; table, JSON and PNG."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from resrank_rag.model import DEFAULT_MODEL
+
+
+def passages_and_query(data: Path, split: str, count: int) -> tuple[str, list[str]]:
+    """The first judged query and ``count`` passages: its first-stage candidates, then other queries'."""
+    from resrank_rag.evaluation.beir import load_beir
+
+    dataset = load_beir(data, split)
+    qid = next(iter(dataset.queries))
+    ordered = [doc for doc, _ in (dataset.shipped_run or {}).get(qid, [])] + list(dataset.corpus)
+    texts = [dataset.corpus[d] for d in dict.fromkeys(ordered)][:count]
+    if len(texts) < count:
+        raise typer.BadParameter(f"{data} holds only {len(texts)} passages; lower --k")
+    return dataset.queries[qid], texts
+
+
+def bench_tables(report) -> list[Table]:
+    latency = Table(title="Rerank latency (median ms) vs candidates K")
+    latency.add_column("method")
+    for k in report.ks:
+        latency.add_column(f"K={k}", justify="right")
+    for method, values in report.median_ms.items():
+        latency.add_row(method, *("-" if v is None else f"{v:,.1f}" for v in values))
+    for label, values in report.ratios.items():
+        latency.add_row(f"[italic]ratio {label}", *("-" if v is None else f"{v:,.1f}x" for v in values))
+    memory = Table(title=f"Peak resident memory of a fresh process (VmHWM, MB), rerank at K={report.settings.get('memory_k')}")
+    for column in ("method", "after load", "after one rerank"):
+        memory.add_column(column, justify="left" if column == "method" else "right")
+    for method, values in report.memory_mb.items():
+        memory.add_row(method, f"{values['after load']:,.0f}", f"{values['after rerank']:,.0f}")
+    speed = Table(title="Indexing throughput (passages/s, best of 2)")
+    speed.add_column("encoder")
+    speed.add_column("passages/s", justify="right")
+    for label, value in report.throughput.items():
+        speed.add_row(label, f"{value:.1f}")
+    return [latency, memory, speed]
+
+
+def bench_command(
+    data: Annotated[Path, typer.Option(exists=True, file_okay=False, help="BEIR-layout folder the passages and query come from.")],
+    split: Annotated[str, typer.Option(help="Split whose first query is used.")] = "test",
+    model: Annotated[str, typer.Option(help="ResRank checkpoint folder, packaged name or Hugging Face id.")] = DEFAULT_MODEL,
+    k: Annotated[list[int], typer.Option("--k", help="Candidate counts (repeatable).")] = [10, 20, 50, 100, 200],
+    repeats: Annotated[int, typer.Option(min=1, help="Timed calls per K for the ResRank methods.")] = 3,
+    fulltext_repeats: Annotated[int, typer.Option(min=0, help="Timed calls per K for fulltext-listwise (slow).")] = 1,
+    fulltext_max_k: Annotated[int | None, typer.Option(min=1, help="Time fulltext-listwise only up to this K (it is slow).")] = None,
+    memory_k: Annotated[int | None, typer.Option(min=1, help="Candidates reranked in the memory probes (default: the largest K).")] = None,
+    passage_tokens: Annotated[int, typer.Option(min=8, help="Token budget per passage for fulltext-listwise.")] = 100,
+    index_passages: Annotated[int, typer.Option(min=1, help="Passages encoded for the throughput test.")] = 256,
+    memory: Annotated[bool, typer.Option(help="Measure peak memory in one fresh process per method.")] = True,
+    output: Annotated[Path, typer.Option(help="Folder for bench.json and bench.png.")] = Path("bench-results"),
+) -> None:
+    """Latency vs K (ResRank on stored vectors, ResRank on texts, fulltext-listwise), memory, throughput."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+
+    from resrank_rag import ResRank
+    from resrank_rag.backbones import load_reranker
+    from resrank_rag.embedding_cache import EmbeddingCache
+    from resrank_rag.evaluation import bench
+    from resrank_rag.evaluation.plots import latency_vs_k
+    from resrank_rag.evaluation.rerankers import FulltextListwiseReranker
+
+    ks = sorted(set(k))
+    query, texts = passages_and_query(data, split, max(max(ks), index_passages))
+    ranker = ResRank.from_pretrained(model)
+    vectors = EmbeddingCache(ranker).encode(texts[: max(ks)], show_progress_bar=True)
+    listwise = FulltextListwiseReranker(*load_reranker(ranker.config.reranker, causal_lm=True), passage_tokens)
+    medians, runs = bench.latency_vs_k(ranker, listwise, query, texts, vectors, ks, repeats, fulltext_repeats, fulltext_max_k)
+    report = bench.BenchReport(ks, medians, runs, bench.ratios(medians))
+    report.throughput = bench.indexing_throughput(ranker, texts[:index_passages])
+    if memory:
+        probe_k = memory_k or max(ks)
+        report.memory_mb = bench.peak_memory(model, query, texts[:probe_k], vectors[:probe_k], passage_tokens)
+    report.settings = {"data": str(data), "query": query, "passage_tokens": passage_tokens, "repeats": repeats, "fulltext_repeats": fulltext_repeats,
+                       "fulltext_max_k": fulltext_max_k, "memory_k": memory_k or max(ks), "threads": torch.get_num_threads()}
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "bench.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
+    latency_vs_k(ks, medians, output / "bench.png")
+    console = Console(width=None if sys.stdout.isatty() else 160)  # logs get the full table
+    for table in bench_tables(report):
+        console.print(table)
+    console.print(f"Wrote {output / 'bench.json'} and {output / 'bench.png'}")

@@ -1,0 +1,1 @@
+"""Evaluation harness: BEIR-layout data, first stages, rerankers, ir-measures metrics, benchmarks."""

@@ -1,0 +1,190 @@
+"""TrainConfig: data mix, stages, losses, learning rates and LoRA/full/frozen per part, from YAML or code."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+PARTS = ("encoder", "reranker", "heads")
+PART_MODES = ("frozen", "lora", "full")
+LISTWISE_LOSSES = ("ranknet", "listnet", "listmle")
+NEGATIVE_SOURCES = ("judged", "run", "bm25", "encoder", "random")
+
+
+@dataclass
+class DatasetSpec:
+    """One BEIR-layout folder split, mixed into training with ``weight``."""
+
+    path: str
+    split: str = "train"
+    weight: float = 1.0
+    negatives: list[str] = field(default_factory=lambda: ["judged", "run", "bm25"])
+    """Where list negatives come from, in order of preference: score-0 qrels (``judged``), the shipped
+    ``runs/bm25.<split>.trec`` (``run``), BM25 over the corpus (``bm25``), the current encoder
+    (``encoder``), random corpus passages (``random``)."""
+    query_range: tuple[float, float] = (0.0, 1.0)
+    """Fraction of the (file-ordered) judged queries to use, e.g. [0.0, 0.5] for a train half."""
+    max_queries: int | None = None
+
+    def __post_init__(self) -> None:
+        bad = [n for n in self.negatives if n not in NEGATIVE_SOURCES]
+        if bad:
+            raise ValueError(f"{self.path}: unknown negative sources {bad}; choose from {NEGATIVE_SOURCES}")
+        if self.weight <= 0:
+            raise ValueError(f"{self.path}: weight must be positive")
+        start, end = self.query_range
+        if not 0.0 <= start < end <= 1.0:
+            raise ValueError(f"{self.path}: query_range must satisfy 0 <= start < end <= 1, got {self.query_range}")
+        self.query_range = (float(start), float(end))
+
+
+@dataclass
+class StageConfig:
+    """One training stage: what trains, with which losses and learning rates, for how many steps."""
+
+    name: str
+    steps: int
+    train: dict[str, str] = field(default_factory=lambda: {"encoder": "frozen", "reranker": "lora", "heads": "full"})
+    """Per part (encoder, reranker, heads): ``frozen``, ``lora`` (peft adapters) or ``full``."""
+    lr: dict[str, float] = field(default_factory=lambda: {"encoder": 2e-5, "reranker": 1e-4, "heads": 1e-4})
+    infonce_weight: float = 1.0
+    """Contrastive retrieval loss on encoder vectors (in-batch + list negatives); only runs when the
+    encoder trains in this stage."""
+    listwise_weight: float = 1.0
+    listwise_loss: str = "ranknet"
+    distill_weight: float = 0.0
+    """KL from the model's list distribution to the dense (encoder cosine) one: keeps the reranker near
+    its retriever."""
+    margin_weight: float = 0.0
+    """Hinge on positives that the model scores below the dense score: a floor at the retriever."""
+    temperature: float = 0.05
+    """Divides cosine scores in the listwise and distillation losses."""
+    infonce_temperature: float = 0.05
+    warmup_steps: int = 0
+    grad_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.steps < 0:
+            raise ValueError(f"stage {self.name!r}: steps must be >= 0")
+        self.train = {**{"encoder": "frozen", "reranker": "frozen", "heads": "full"}, **self.train}
+        self.lr = {**{"encoder": 2e-5, "reranker": 1e-4, "heads": 1e-4}, **{k: float(v) for k, v in self.lr.items()}}
+        for part, mode in self.train.items():
+            if part not in PARTS or mode not in PART_MODES:
+                raise ValueError(f"stage {self.name!r}: train.{part}={mode!r}; parts {PARTS}, modes {PART_MODES}")
+        if self.train["heads"] == "lora":
+            raise ValueError(f"stage {self.name!r}: heads are small; train them 'full' or keep them 'frozen'")
+        if self.listwise_loss not in LISTWISE_LOSSES:
+            raise ValueError(f"stage {self.name!r}: listwise_loss must be one of {LISTWISE_LOSSES}")
+        if self.temperature <= 0 or self.infonce_temperature <= 0:
+            raise ValueError(f"stage {self.name!r}: temperatures must be positive")
+
+
+@dataclass
+class LoraSettings:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    encoder_targets: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"])
+    reranker_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; ``resrank train --config train.yaml`` reads it."""
+
+    output_dir: str
+    datasets: list[DatasetSpec]
+    stages: list[StageConfig]
+    model: str = "resrank-minilm-smollm2"
+    """Starting checkpoint: packaged name, checkpoint folder or hub id."""
+    dev: DatasetSpec | None = None
+    """Dev split reranked over its shipped run (or BM25) at every ``eval_every`` steps."""
+    dev_max_queries: int | None = 50
+    list_size: int = 100
+    """Candidates per training list (match the rerank depth used at test time)."""
+    lists_per_step: int = 4
+    max_positives: int = 8
+    eval_every: int = 50
+    save_every: int = 25
+    seed: int = 0
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    embedding_cache: str | None = None
+    """SQLite file for frozen-encoder passage vectors; None: the user cache shared with evaluation."""
+    model_overrides: dict = field(default_factory=dict)
+    """ResRankConfig fields to change on the starting model (e.g. residual_weight, temperature)."""
+
+    def __post_init__(self) -> None:
+        if not self.datasets:
+            raise ValueError("TrainConfig needs at least one dataset")
+        if not self.stages:
+            raise ValueError("TrainConfig needs at least one stage")
+        if self.list_size < 2 or self.lists_per_step < 1:
+            raise ValueError("list_size must be >= 2 and lists_per_step >= 1")
+        for part in PARTS:
+            modes = {s.train[part] for s in self.stages} - {"frozen"}
+            if len(modes) > 1:
+                raise ValueError(f"{part} is trained as {sorted(modes)} in different stages; pick one of lora/full")
+
+    @property
+    def total_steps(self) -> int:
+        return sum(stage.steps for stage in self.stages)
+
+    def lora_parts(self) -> set[str]:
+        return {part for part in ("encoder", "reranker") if any(s.train[part] == "lora" for s in self.stages)}
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        data = dict(data)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}; known: {sorted(known)}")
+        for key in ("output_dir", "datasets", "stages"):
+            if key not in data:
+                raise ValueError(f"the training config needs {key!r}")
+        data["datasets"] = [_build(DatasetSpec, d) for d in data["datasets"]]
+        data["stages"] = [_build(StageConfig, s) for s in data["stages"]]
+        if data.get("dev") is not None:
+            data["dev"] = _build(DatasetSpec, data["dev"])
+        if "lora" in data:
+            data["lora"] = _build(LoraSettings, data["lora"])
+        return cls(**data)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        try:
+            data = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"training config {path} not found") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} must hold a YAML mapping of TrainConfig fields")
+        return cls.from_dict(data)
+
+    def save_yaml(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(_plain(self.to_dict()), sort_keys=False))
+
+
+def _build(cls, data):
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__} must be a mapping, got {data!r}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}; known: {sorted(known)}")
+    return cls(**data)
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,143 @@
+"""Document QA and chat over a ResRankIndex, with a tiny random ResRank and a scripted generator."""
+
+import json
+
+import pytest
+
+from demos.docqa.chat import chat_turn, condense_with_history
+from demos.docqa.pipeline import DocQA, collection_name, open_index
+from resrank_rag.index import Document
+
+TOPICS = {
+    "trains": "Book a train for business trips shorter than 500 km.",
+    "hotels": "Hotels are reimbursed up to 150 euros per night.",
+    "laptops": "Laptops are replaced every four years by the IT desk.",
+    "leave": "Employees have 25 days of paid leave per year.",
+    "expenses": "Expense reports are due on the fifth of each month.",
+    "parking": "Parking permits are issued by the facilities team.",
+    "badges": "Lost badges are replaced at the front desk.",
+    "meals": "Meals on business trips are reimbursed up to 40 euros a day.",
+}
+CHUNKS = [Document(key, text, {"title": key.capitalize()}) for key, text in TOPICS.items()]
+
+
+class ScriptedGenerator:
+    """Records what it is asked and answers with a fixed text."""
+
+    name = "scripted"
+
+    def __init__(self, reply="Trains for short trips [1], see also [3]."):
+        self.reply = reply
+        self.calls = []
+
+    def generate(self, system, user):
+        self.calls.append((system, user))
+        return self.reply
+
+
+@pytest.fixture
+def qa(tiny):
+    return DocQA(open_index(tiny, CHUNKS, "test", ":memory:"), ScriptedGenerator(), k=6, context_passages=3, first_stage="hybrid")
+
+
+def test_answer_shows_both_orders_citations_and_stage_timings(qa):
+    answer = qa.ask("How do I travel on a short business trip?")
+    assert len(answer.candidates) == 6
+    assert [c.retrieval_rank for c in answer.candidates] == list(range(1, 7))
+    assert sorted(c.resrank_rank for c in answer.candidates) == list(range(1, 7))
+    assert [p.resrank_rank for p in answer.passages] == [1, 2, 3]
+    assert answer.cited == [1, 3] and answer.citations == "generator"
+    _, user = qa.generator.calls[-1]
+    assert user.index(f"[1] {answer.passages[0].text}") < user.index(f"[2] {answer.passages[1].text}")
+    assert {"retrieve", "rerank", "generate", "cite", "total"} <= set(answer.timings_ms)
+    stages = sum(ms for stage, ms in answer.timings_ms.items() if stage != "total")
+    assert answer.timings_ms["total"] == pytest.approx(stages, abs=0.2)
+    assert answer.to_dict()["passages"][0]["title"] == answer.passages[0].title
+
+
+def test_untrained_resrank_keeps_the_dense_order(tiny):
+    """Zero residual heads: ResRank reranks the dense top-k exactly as dense retrieval ranked it."""
+    qa = DocQA(open_index(tiny, CHUNKS, "dense", ":memory:"), ScriptedGenerator(), k=8, first_stage="dense")
+    for question in ("hotel costs", "lost badge", "paid leave days"):
+        answer = qa.ask(question)
+        assert [c.resrank_rank for c in answer.candidates] == [c.retrieval_rank for c in answer.candidates]
+
+
+def test_index_is_reused_when_the_corpus_is_unchanged(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("RESRANK_CACHE_DIR", str(tmp_path / "cache"))
+    first = open_index(tiny, CHUNKS, "reuse", str(tmp_path / "qdrant"))
+    assert first.embedding_cache.encoded_count == len(CHUNKS)
+    first.client.close()
+    again = open_index(tiny, CHUNKS, "reuse", str(tmp_path / "qdrant"))
+    assert again.count() == len(CHUNKS) and again.embedding_cache.encoded_count == 0
+    again.client.close()
+    edited = [*CHUNKS[:-1], Document("meals", "Meals are reimbursed up to 45 euros a day.", {"title": "Meals"})]
+    assert collection_name(edited, "reuse") != collection_name(CHUNKS, "reuse")
+    changed = open_index(tiny, edited, "reuse", str(tmp_path / "qdrant"))
+    assert changed.embedding_cache.encoded_count == 1  # only the edited chunk is encoded
+    assert [c.name for c in changed.client.get_collections().collections] == [changed.collection]
+    changed.client.close()
+
+
+def test_empty_corpus_and_bad_settings_are_refused(tiny):
+    with pytest.raises(ValueError, match="no documents"):
+        open_index(tiny, [], "empty", ":memory:")
+    with pytest.raises(ValueError, match="context_passages"):
+        DocQA(open_index(tiny, CHUNKS, "bad", ":memory:"), ScriptedGenerator(), k=2, context_passages=3)
+
+
+def test_history_condenser_keeps_recent_questions():
+    history = [
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "a"},
+        {"role": "user", "content": "What about hotels?"},
+        {"role": "assistant", "content": "b"},
+        {"role": "user", "content": "And meals?"},
+        {"role": "assistant", "content": "c"},
+    ]
+    assert condense_with_history(history, "how much?") == "What about hotels? And meals? how much?"
+
+
+def test_chat_condenses_the_follow_up_before_retrieval(qa):
+    first = chat_turn(qa, [], "What is the hotel limit?", condense="history")
+    assert first.search_query == "What is the hotel limit?" and "condense" not in first.timings_ms
+    assert [t["role"] for t in first.history] == ["user", "assistant"]
+    second = chat_turn(qa, first.history, "and for meals?", condense="history")
+    assert second.question == "and for meals?"
+    assert second.search_query == "What is the hotel limit? and for meals?"
+    assert "condense" in second.timings_ms and len(second.history) == 4
+
+
+def test_chat_uses_the_llm_rewrite_and_falls_back_on_an_unusable_one(qa):
+    history = [{"role": "user", "content": "What is the hotel limit?"}, {"role": "assistant", "content": "150 euros [1]."}]
+    qa.generator.reply = "What is the meal allowance on business trips?"
+    answer = chat_turn(qa, history, "and meals?", condense="auto")
+    assert answer.search_query == "What is the meal allowance on business trips?"
+    condense_system, condense_user = qa.generator.calls[-2]
+    assert "standalone" in condense_system and "150 euros [1]." in condense_user and "and meals?" in condense_user
+    qa.generator.reply = ""
+    assert chat_turn(qa, history, "and meals?", condense="llm").search_query == "What is the hotel limit? and meals?"
+
+
+def test_chat_rejects_malformed_history(qa):
+    with pytest.raises(ValueError, match="role"):
+        chat_turn(qa, [{"role": "system", "content": "x"}], "hi")
+    with pytest.raises(ValueError, match="condense"):
+        chat_turn(qa, [], "hi", condense="magic")
+
+
+def test_build_indexes_a_beir_corpus_and_the_terminal_mode_chats(tiny, tmp_path, monkeypatch, capsys):
+    from demos.docqa.app import DemoSettings, build, run_terminal
+
+    rows = [{"_id": key, "title": key.capitalize(), "text": text} for key, text in TOPICS.items()]
+    (tmp_path / "corpus.jsonl").write_text("\n".join(json.dumps(row) for row in rows))
+    settings = DemoSettings(data=tmp_path, limit=5, k=4, index_path=":memory:")
+    qa, info = build(settings, model=tiny, generator=ScriptedGenerator("Hotels cost 150 euros [1]."))
+    assert info["documents"] == 5 and info["corpus"] == f"BEIR {tmp_path.name}"
+    assert "untrained" in info["model"] and "135M" not in info["note"]
+    typed = iter(["What is the hotel limit?", "and meals?", ""])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(typed))
+    run_terminal(qa, chat=True)
+    shown = capsys.readouterr().out
+    assert "Hotels cost 150 euros [1]." in shown and "retrieval order vs ResRank order" in shown
+    assert "searched for: Hotels cost 150 euros [1]." in shown  # the scripted LLM's "standalone" rewrite

@@ -1,0 +1,227 @@
+"""Training lists, the two-stage trainer, resume, LoRA save/load and the curve PNG, on a tiny BEIR folder."""
+
+import json
+import random
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from resrank_rag import ResRank
+from resrank_rag.testing import tiny_resrank
+from resrank_rag.training import DatasetSpec, StageConfig, TrainConfig, Trainer
+from resrank_rag.training.data import load_mix
+
+TOPICS = [
+    "cats purr sleep whiskers kitten", "rockets launch orbit fuel engine", "bread flour yeast oven bake",
+    "rivers flow delta water valley", "violin strings bow music concert", "glaciers ice melt mountain snow",
+]
+
+
+def write_beir(folder, split="train", run=False):
+    """6 topics x 4 passages; query t judges passage 0 grade 2, passage 1 grade 1, passage 2 grade 0."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "qrels").mkdir(exist_ok=True)
+    with open(folder / "corpus.jsonl", "w") as handle:
+        for t, words in enumerate(TOPICS):
+            for i in range(4):
+                handle.write(json.dumps({"_id": f"d{t}-{i}", "title": "", "text": f"{words} note {i} {words.split()[i]}"}) + "\n")
+    with open(folder / "queries.jsonl", "w") as handle:
+        for t, words in enumerate(TOPICS):
+            handle.write(json.dumps({"_id": f"q{t}", "text": f"what about {words.split()[0]} {words.split()[1]}"}) + "\n")
+    with open(folder / "qrels" / f"{split}.tsv", "w") as handle:
+        handle.write("query-id\tcorpus-id\tscore\n")
+        for t in range(len(TOPICS)):
+            handle.write(f"q{t}\td{t}-0\t2\nq{t}\td{t}-1\t1\nq{t}\td{t}-2\t0\n")
+    if run:
+        (folder / "runs").mkdir(exist_ok=True)
+        with open(folder / "runs" / f"bm25.{split}.trec", "w") as handle:
+            for t in range(len(TOPICS)):
+                docs = [f"d{(t + 1) % 6}-3"] + [f"d{t}-{i}" for i in range(4)] + [f"d{(t + 2) % 6}-0"]
+                handle.writelines(f"q{t} Q0 {d} {r} {10 - r} bm25\n" for r, d in enumerate(docs, 1))
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: on a shared 2-core machine, thread hand-offs cost more than they save."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def beir(tmp_path):
+    write_beir(tmp_path / "toy", "train")
+    write_beir(tmp_path / "toy", "test", run=True)
+    return tmp_path
+
+
+def make_config(root, stages, **overrides):
+    settings = dict(
+        output_dir=str(root / "out"), model="unused", list_size=8, lists_per_step=2, eval_every=0, save_every=1,
+        datasets=[DatasetSpec(path="toy", split="train", negatives=["judged", "bm25", "random"])],
+        dev=DatasetSpec(path="toy", split="test", negatives=["run"]), embedding_cache=":memory:", stages=stages,
+    )
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+HEADS_ONLY = StageConfig(name="align", steps=3, train={"encoder": "frozen", "reranker": "frozen", "heads": "full"},
+                         lr={"heads": 1e-2})
+JOINT = StageConfig(name="joint", steps=3, train={"encoder": "full", "reranker": "lora", "heads": "full"},
+                    lr={"encoder": 1e-3, "reranker": 1e-3, "heads": 1e-2}, distill_weight=0.1, margin_weight=0.1)
+LORA_JOINT = StageConfig(name="joint", steps=3, train={"encoder": "lora", "reranker": "lora", "heads": "full"},
+                         lr={"encoder": 1e-2, "reranker": 1e-2, "heads": 1e-2})
+
+
+# ---------------------------------------------------------------- lists
+def test_lists_keep_grades_judged_negatives_and_size(beir):
+    mix = load_mix([DatasetSpec(path="toy", negatives=["judged", "bm25", "random"])], list_size=8, base_dir=beir)
+    builder = mix.builders[0]
+    item = builder.build("q2", random.Random(0))
+    labels = dict(zip(item.doc_ids, item.labels))
+    assert len(item.doc_ids) == len(set(item.doc_ids)) == 8
+    assert labels["d2-0"] == 2 and labels["d2-1"] == 1  # graded positives, grades kept
+    assert labels["d2-2"] == 0  # the judged (score-0) negative is always in the list
+    assert sum(1 for label in item.labels if label > 0) == 2
+    assert "d2-3" in labels  # BM25 finds the unjudged same-topic passage as a hard negative
+    assert item.texts == [builder.dataset.corpus[d] for d in item.doc_ids]
+
+
+def test_positives_capped_and_query_ranges_disjoint(beir):
+    first = load_mix([DatasetSpec(path="toy", query_range=(0.0, 0.5))], 8, max_positives=1, base_dir=beir).builders[0]
+    second = load_mix([DatasetSpec(path="toy", query_range=(0.5, 1.0))], 8, base_dir=beir).builders[0]
+    assert set(first.query_ids).isdisjoint(second.query_ids) and len(first.query_ids) + len(second.query_ids) == 6
+    item = first.build(first.query_ids[0], random.Random(1))
+    assert item.labels.count(2) == 1 and item.labels.count(1) == 0  # the best grade wins the single slot
+
+
+def test_mix_sampling_is_a_function_of_step_and_honours_weights(beir):
+    write_beir(beir / "other", "train")
+    specs = [DatasetSpec(path="toy", weight=9.0), DatasetSpec(path="other", weight=1.0)]
+    mix = load_mix(specs, 6, base_dir=beir)
+    assert [i.doc_ids for i in mix.sample(7, 3)] == [i.doc_ids for i in mix.sample(7, 3)]
+    names = [item.dataset for step in range(60) for item in mix.sample(step, 2)]
+    assert names.count("toy") > 3 * names.count("other") > 0
+
+
+def test_config_rejects_mistakes_with_clear_messages(tmp_path):
+    with pytest.raises(ValueError, match="listwise_loss"):
+        StageConfig(name="x", steps=1, listwise_loss="lambdamart")
+    with pytest.raises(ValueError, match="negative sources"):
+        DatasetSpec(path="x", negatives=["dpr"])
+    path = tmp_path / "bad.yaml"
+    path.write_text("output_dir: x\ndatasets: [{path: a}]\nstages: [{name: s, steps: 1}]\nlearning_rate: 3\n")
+    with pytest.raises(ValueError, match="learning_rate"):
+        TrainConfig.from_yaml(path)
+
+
+# ---------------------------------------------------------------- trainer
+def test_training_steps_reduce_the_loss(beir):
+    stage = StageConfig(name="heads", steps=8, train={"encoder": "frozen", "reranker": "lora", "heads": "full"},
+                        lr={"reranker": 1e-2, "heads": 1e-2}, listwise_loss="listnet")
+    trainer = Trainer(make_config(beir, [stage], lists_per_step=4, save_every=0, dev=None), tiny_resrank(), base_dir=beir)
+    lists = trainer.mix.sample(0, 4)
+    with torch.no_grad():
+        before = trainer.loss(lists, stage)[1]["loss"]
+    trainer.train()
+    with torch.no_grad():
+        after = trainer.loss(lists, stage)[1]["loss"]
+    assert after < 0.8 * before
+
+
+def _grad_norm(module):
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    return float(sum(g.abs().sum() for g in grads)) if grads else None
+
+
+def test_gradients_reach_the_encoder_only_when_it_trains(beir):
+    joint = StageConfig(name="joint", steps=1, train={"encoder": "full", "reranker": "full", "heads": "full"},
+                        infonce_weight=0.0)  # listwise alone: the encoder gets its gradient through the scores
+    trainer = Trainer(make_config(beir, [HEADS_ONLY, joint]), tiny_resrank(), base_dir=beir)
+    with torch.no_grad():  # non-zero residual heads, so the reranker path carries gradient too
+        for head in (trainer.model.passage_head, trainer.model.query_head):
+            head.weight.normal_(0, 0.1)
+    lists = trainer.mix.sample(0, 2)
+    trainer._trainable(HEADS_ONLY)
+    trainer.loss(lists, HEADS_ONLY)[0].backward()
+    assert _grad_norm(trainer.model.encoder) is None and _grad_norm(trainer.model.reranker) is None
+    assert _grad_norm(trainer.model.passage_head) > 0
+    trainer.model.zero_grad(set_to_none=True)
+    trainer._trainable(joint)
+    trainer.loss(lists, joint)[0].backward()
+    assert _grad_norm(trainer.model.encoder) > 0 and _grad_norm(trainer.model.reranker) > 0
+
+
+def test_kill_and_resume_matches_an_uninterrupted_run(beir, tmp_path):
+    stages = [HEADS_ONLY, JOINT]
+    def config(name):
+        return make_config(beir, stages, output_dir=str(tmp_path / name), dev=None)
+
+    straight = Trainer(config("a"), tiny_resrank(), base_dir=beir)
+    straight.train()
+    interrupted = Trainer(config("b"), tiny_resrank(), base_dir=beir)
+    interrupted.train(stop_after=4)  # mid stage 2: the state file is all that survives
+    assert interrupted.step == 4
+    resumed = Trainer(config("b"), tiny_resrank(), base_dir=beir)
+    resumed.train()
+    assert resumed.step == straight.step == 6
+    expected, got = straight._saved_parameters(), resumed._saved_parameters()
+    assert set(expected) == set(got) and any("lora_" in name for name in got)
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=0, atol=1e-6, msg=name)
+    assert [h["loss"] for h in resumed.history if "loss" in h] == pytest.approx([h["loss"] for h in straight.history if "loss" in h])
+
+
+def test_lora_trained_model_round_trips_and_writes_curves(beir, tmp_path):
+    base = tiny_resrank()
+    base.encoder.model.save_pretrained(tmp_path / "enc")
+    base.encoder.tokenizer.save_pretrained(tmp_path / "enc")
+    base.reranker.save_pretrained(tmp_path / "rr")
+    base.reranker_tokenizer.save_pretrained(tmp_path / "rr")
+    model = tiny_resrank(encoder=str(tmp_path / "enc"), reranker=str(tmp_path / "rr"),
+                         encoder_weights="reference", reranker_weights="reference")
+    config = make_config(beir, [HEADS_ONLY, LORA_JOINT], eval_every=2, save_every=0, output_dir=str(tmp_path / "run"))
+    trainer = Trainer(config, model, base_dir=beir)
+    history = trainer.train()
+    out = tmp_path / "run"
+    assert (out / "model" / "reranker" / "adapter_config.json").exists()
+    assert (out / "model" / "encoder" / "adapter_config.json").exists()
+    assert not (out / "model" / "reranker" / "model.safetensors").exists()  # an adapter, not the backbone
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [h["step"] for h in history if "ndcg@10" in h] == [0, 2, 3, 4, 6]  # every 2 steps and each stage end
+    loaded = ResRank.from_pretrained(out / "model")
+    query, texts = "what about cats purr", [json.loads(line)["text"] for line in open(beir / "toy" / "corpus.jsonl")][:8]
+    trainer.model.eval()
+    expected = [(r.index, r.score) for r in trainer.model.rerank(query, texts)]
+    got = [(r.index, r.score) for r in loaded.rerank(query, texts)]
+    assert [i for i, _ in got] == [i for i, _ in expected]
+    assert [s for _, s in got] == pytest.approx([s for _, s in expected], abs=1e-5)
+    assert loaded.config.extra["training"]["step"] == 6
+
+
+def test_cli_trains_from_a_yaml_recipe(beir, tmp_path):
+    from resrank_rag.cli import app
+
+    tiny_resrank().save_pretrained(tmp_path / "start")
+    recipe = tmp_path / "train.yaml"
+    recipe.write_text(f"""
+output_dir: {tmp_path / "cli-run"}
+model: {tmp_path / "start"}
+list_size: 8
+lists_per_step: 2
+eval_every: 2
+embedding_cache: ":memory:"
+datasets:
+  - {{path: toy, split: train, negatives: [judged, bm25]}}
+dev: {{path: toy, split: test}}
+stages:
+  - {{name: align, steps: 2, train: {{heads: full}}, lr: {{heads: 0.001}}}}
+""")
+    result = CliRunner().invoke(app, ["train", "--config", str(recipe), "--base-dir", str(beir)])
+    assert result.exit_code == 0, result.output
+    assert "dev nDCG@10" in result.output
+    assert (tmp_path / "cli-run" / "model" / "heads.safetensors").exists()
+    assert (tmp_path / "cli-run" / "best" / "resrank_config.json").exists()
