@@ -14,6 +14,7 @@ REFERENCE_DENSE_NDCG10 = 0.645  # all-MiniLM-L6-v2 on SciFact test, ../shared/da
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # 300 reranks of 100 candidates: minutes on 2 free cores, far more on a shared machine
 def test_scifact_search_reproduces_dense_and_harness_rerank(shared_data, packaged_model, tmp_path):
     dataset = load_beir(shared_data / "scifact", "test")
     cache = EmbeddingCache(packaged_model)  # shared user cache: the corpus is encoded once, ever
