@@ -183,6 +183,10 @@ class ResRank(nn.Module):
             self._fingerprint = digest.hexdigest()[:16]
         return self._fingerprint
 
+    def refresh_encoder_fingerprint(self) -> None:
+        """Forget the cached fingerprint after the encoder's weights change (training does this)."""
+        self._fingerprint = None
+
     def encode(self, texts: Sequence[str], batch_size: int = 32, show_progress_bar: bool | None = None) -> np.ndarray:
         """(N, dim) float32 L2-normalised passage vectors, the same ones a vector store should hold."""
         texts = _check_texts(texts, "texts")
@@ -201,7 +205,11 @@ class ResRank(nn.Module):
     def max_candidates(self, query: str = "") -> int:
         """How many candidates fit the reranker's context in one pass for this query."""
         limit = getattr(self.reranker.config, "max_position_embeddings", None) or 10**9
-        return limit - len(self._prompt_ids(query)) - (self.config.query_position == "marker")
+        return limit - self.reranker_input_length(query, 0)
+
+    def reranker_input_length(self, query: str, n_candidates: int) -> int:
+        """Positions the reranker reads for this query and list: prompt tokens + one per candidate (+ marker)."""
+        return len(self._prompt_ids(query)) + n_candidates + (self.config.query_position == "marker")
 
     def _prompt_ids(self, query: str) -> list[int]:
         query = clean_texts([query], self.config.max_query_tokens)[0]

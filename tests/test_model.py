@@ -124,6 +124,8 @@ def test_more_candidates_than_the_context_is_a_clear_error(tiny):
     with pytest.raises(ValueError, match="at most"):
         tiny.rerank(QUERY, vectors=vectors)
     assert 900 < tiny.max_candidates(QUERY) < 1024
+    assert tiny.max_candidates(QUERY) + tiny.reranker_input_length(QUERY, 0) == 1024
+    assert tiny.reranker_input_length(QUERY, 7) == tiny.reranker_input_length(QUERY, 0) + 7
 
 
 def test_scores_are_differentiable_end_to_end(tiny):

@@ -41,8 +41,7 @@ class ResRankReranker:
         scores = [0.0] * len(texts)
         for result in results:
             scores[result.index] = result.score
-        marker = self.model.config.query_position == "marker"
-        return Reranked(scores, len(self.model._prompt_ids(query)) + len(texts) + marker, encoded)
+        return Reranked(scores, self.model.reranker_input_length(query, len(texts)), encoded)
 
 
 class DenseReranker:

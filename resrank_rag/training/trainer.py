@@ -76,7 +76,7 @@ class Trainer:
         return self._cache.encode(texts)
 
     def _forget_fingerprint(self) -> None:
-        self.model._fingerprint = None  # the encoder changed: its cache key must be recomputed
+        self.model.refresh_encoder_fingerprint()  # the encoder changed: its cache key must be recomputed
 
     # ---------------------------------------------------------------- stages
     def _parts(self):
