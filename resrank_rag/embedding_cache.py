@@ -36,7 +36,7 @@ class EmbeddingCache:
         """How many texts this cache has sent to the encoder (misses), for tests and benchmarks."""
 
     def _key(self, text: str) -> str:
-        return hashlib.sha256(f"{self.model.encoder_fingerprint}\0{text}".encode()).hexdigest()
+        return hashlib.sha256(f"{self.model.encoder_fingerprint}\0{text}".encode("utf-8", "surrogatepass")).hexdigest()
 
     def get(self, texts: Sequence[str]) -> list[np.ndarray | None]:
         """Cached vectors, None where a text has not been encoded yet."""

@@ -58,11 +58,11 @@ def point_id(document_id: str) -> str:
 def content_hash(text: str, metadata: dict) -> str:
     """Hash of a document's text and metadata: equal hashes mean re-indexing can skip it."""
     canonical = json.dumps([text, metadata], sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class ResRankIndex:

@@ -34,3 +34,10 @@ def test_different_encoders_do_not_share_vectors(tmp_path):
 
 def test_empty_input(tiny):
     assert EmbeddingCache(tiny, ":memory:").encode([]).shape == (0, tiny.embedding_dim)
+
+
+def test_text_with_lone_surrogates_is_cached(tiny):
+    text = b"caf\xe9".decode("utf-8", errors="surrogateescape")  # what undecodable bytes become
+    cache = EmbeddingCache(tiny, ":memory:")
+    np.testing.assert_array_equal(cache.encode([text]), cache.encode([text]))
+    assert cache.encoded_count == 1

@@ -64,3 +64,22 @@ def real_model():
 def judged():
     """Hand-written judged queries: {"passages": {id: text}, "queries": {id: text}, "qrels": {qid: {pid: grade}}}."""
     return json.loads((FIXTURES / "judged_queries.json").read_text())
+
+
+@pytest.fixture
+def count_passage_encodes(monkeypatch):
+    """``count_passage_encodes(model)`` returns a list recording how many passages each later
+    ``model.encode`` call receives (the core may call it with none)."""
+
+    def start(model) -> list[int]:
+        calls: list[int] = []
+        original = model.encode
+
+        def counting(texts, *args, **kwargs):
+            calls.append(len(texts))
+            return original(texts, *args, **kwargs)
+
+        monkeypatch.setattr(model, "encode", counting)
+        return calls
+
+    return start

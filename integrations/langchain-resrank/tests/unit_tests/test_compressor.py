@@ -25,19 +25,6 @@ def texts(tiny_store):
     return [d.page_content for d in tiny_store.similarity_search(QUERY, k=6)]
 
 
-def count_passage_encodes(model, monkeypatch) -> list[int]:
-    """Record how many passages each call of ``model.encode`` receives (the core may call it with none)."""
-    calls: list[int] = []
-    original = model.encode
-
-    def counting(texts, *args, **kwargs):
-        calls.append(len(texts))
-        return original(texts, *args, **kwargs)
-
-    monkeypatch.setattr(model, "encode", counting)
-    return calls
-
-
 def test_orders_like_the_model_with_float_scores(tiny_model, memory_cache, texts):
     compressor = ResRankCompressor(model=tiny_model, cache=memory_cache, top_n=None)
     ranked = compressor.compress_documents(plain_documents(texts), QUERY)
@@ -96,8 +83,8 @@ async def test_async_matches_sync(tiny_model, memory_cache, texts):
     )
 
 
-async def test_empty_input(tiny_model, memory_cache, monkeypatch):
-    calls = count_passage_encodes(tiny_model, monkeypatch)
+async def test_empty_input(tiny_model, memory_cache, count_passage_encodes):
+    calls = count_passage_encodes(tiny_model)
     compressor = ResRankCompressor(model=tiny_model, cache=memory_cache)
     assert compressor.compress_documents([], QUERY) == []
     assert await compressor.acompress_documents([], QUERY) == []
@@ -111,10 +98,10 @@ def test_rejects_bad_top_n_and_empty_query(tiny_model, memory_cache, texts):
         ResRankCompressor(model=tiny_model, cache=memory_cache).compress_documents(plain_documents(texts), "  ")
 
 
-def test_store_vectors_are_reused_without_encoding_a_passage(tiny_model, tiny_store, memory_cache, monkeypatch):
+def test_store_vectors_are_reused_without_encoding_a_passage(tiny_model, tiny_store, memory_cache, count_passage_encodes):
     from_store = tiny_store.similarity_search(QUERY, k=6)
     compressor = ResRankCompressor(model=tiny_model, vector_store=tiny_store, cache=memory_cache, top_n=None)
-    calls = count_passage_encodes(tiny_model, monkeypatch)
+    calls = count_passage_encodes(tiny_model)
     ranked = compressor.compress_documents(from_store, QUERY)
     assert sum(calls) == 0 and memory_cache.encoded_count == 0
     # the fetched vectors are the real ones: same ranking and scores as encoding the texts afresh
@@ -127,19 +114,19 @@ def test_store_vectors_are_reused_without_encoding_a_passage(tiny_model, tiny_st
     )
 
 
-def test_cache_encodes_each_passage_once(tiny_model, memory_cache, texts, monkeypatch):
+def test_cache_encodes_each_passage_once(tiny_model, memory_cache, texts, count_passage_encodes):
     compressor = ResRankCompressor(model=tiny_model, cache=memory_cache, top_n=2)
-    calls = count_passage_encodes(tiny_model, monkeypatch)
+    calls = count_passage_encodes(tiny_model)
     first = compressor.compress_documents(plain_documents(texts), QUERY)
     second = compressor.compress_documents(plain_documents(texts), "another question")
     assert sum(calls) == len(texts) == memory_cache.encoded_count
     assert first and second
 
 
-def test_documents_from_elsewhere_are_encoded_alongside_stored_ones(tiny_model, tiny_store, memory_cache, monkeypatch):
+def test_documents_from_elsewhere_are_encoded_alongside_stored_ones(tiny_model, tiny_store, memory_cache, count_passage_encodes):
     mixed = tiny_store.similarity_search(QUERY, k=3) + plain_documents(["a passage no store holds"])
     compressor = ResRankCompressor(model=tiny_model, vector_store=tiny_store, cache=memory_cache, top_n=None)
-    calls = count_passage_encodes(tiny_model, monkeypatch)
+    calls = count_passage_encodes(tiny_model)
     ranked = compressor.compress_documents(mixed, QUERY)
     assert sum(calls) == 1
     assert sorted(d.page_content for d in ranked) == sorted(d.page_content for d in mixed)
@@ -158,7 +145,7 @@ class ForeignEmbeddings(Embeddings):
         return np.random.default_rng(len(text)).normal(size=self.dim).tolist()
 
 
-def test_store_of_another_embedding_model_is_not_trusted(tiny_model, memory_cache, monkeypatch):
+def test_store_of_another_embedding_model_is_not_trusted(tiny_model, memory_cache, count_passage_encodes):
     store = QdrantVectorStore.from_texts(
         ["alpha", "beta gamma", "delta"],
         ForeignEmbeddings(tiny_model.embedding_dim),
@@ -167,12 +154,12 @@ def test_store_of_another_embedding_model_is_not_trusted(tiny_model, memory_cach
     )
     with pytest.warns(UserWarning, match="does not hold vectors of this ResRank encoder"):
         compressor = ResRankCompressor(model=tiny_model, vector_store=store, cache=memory_cache, top_n=None)
-    calls = count_passage_encodes(tiny_model, monkeypatch)
+    calls = count_passage_encodes(tiny_model)
     compressor.compress_documents(store.similarity_search("alpha", k=3), "alpha")
     assert sum(calls) == 3
 
 
-def test_collection_built_by_resrank_index_is_trusted_by_its_model_record(tiny_model, memory_cache, monkeypatch):
+def test_collection_built_by_resrank_index_is_trusted_by_its_model_record(tiny_model, memory_cache, count_passage_encodes):
     index = ResRankIndex(tiny_model, "core", path=":memory:")
     index.index([IndexDocument(f"d{i}", t) for i, t in enumerate(["alpha", "beta gamma", "delta", "epsilon"])])
     store = QdrantVectorStore(
@@ -184,6 +171,6 @@ def test_collection_built_by_resrank_index_is_trusted_by_its_model_record(tiny_m
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         compressor = ResRankCompressor(model=tiny_model, vector_store=store, cache=memory_cache, top_n=2)
-    calls = count_passage_encodes(tiny_model, monkeypatch)
+    calls = count_passage_encodes(tiny_model)
     ranked = compressor.compress_documents(store.similarity_search("beta", k=4), "beta")
     assert sum(calls) == 0 and len(ranked) == 2

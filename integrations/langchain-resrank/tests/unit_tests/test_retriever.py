@@ -13,22 +13,10 @@ from resrank_rag.index import ResRankIndex
 QUERY = "what pumps blood?"
 
 
-def count_passage_encodes(model, monkeypatch) -> list[int]:
-    calls: list[int] = []
-    original = model.encode
-
-    def counting(texts, *args, **kwargs):
-        calls.append(len(texts))
-        return original(texts, *args, **kwargs)
-
-    monkeypatch.setattr(model, "encode", counting)
-    return calls
-
-
-def test_reranks_the_first_stage_k_to_top_n(tiny_model, tiny_store, memory_cache, monkeypatch):
+def test_reranks_the_first_stage_k_to_top_n(tiny_model, tiny_store, memory_cache, count_passage_encodes):
     retriever = ResRankRetriever(vector_store=tiny_store, k=5, top_n=2, cache=memory_cache)
     assert retriever.model is tiny_model  # taken from the store's ResRankEmbeddings
-    calls = count_passage_encodes(tiny_model, monkeypatch)
+    calls = count_passage_encodes(tiny_model)
     found = retriever.invoke(QUERY)
     assert sum(calls) == 0  # passages come from the store's vectors
     candidates = [d.page_content for d in tiny_store.similarity_search(QUERY, k=5)]
@@ -65,12 +53,12 @@ def test_search_kwargs_reach_the_store(tiny_store, memory_cache):
     assert [d.metadata["source"] for d in retriever.invoke(QUERY)] == ["doc-3"]
 
 
-def test_over_the_core_index(tiny_model, monkeypatch):
+def test_over_the_core_index(tiny_model, count_passage_encodes):
     index = ResRankIndex(tiny_model, "core", path=":memory:")
     texts = ["the heart pumps blood", "pumps move water", "blood carries oxygen", "bread rises", "rust is iron oxide"]
     index.index([IndexDocument(f"d{i}", t, {"n": i}) for i, t in enumerate(texts)])
     retriever = ResRankRetriever(index=index, k=4, top_n=2)
-    calls = count_passage_encodes(tiny_model, monkeypatch)
+    calls = count_passage_encodes(tiny_model)
     found = retriever.invoke(QUERY)
     assert sum(calls) == 0
     expected = index.search(QUERY, k=4, top_n=2)
