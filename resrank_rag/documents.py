@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 from resrank_rag.index import Document
+from resrank_rag.jsonl import read_jsonl
 
 DEFAULT_CHUNK_WORDS = 180
 """About 240 MiniLM tokens: a chunk fits the encoder's 256-token window whole."""
@@ -44,23 +44,16 @@ def chunk_document(
 
 def _jsonl_documents(path: Path) -> Iterator[Document]:
     """BEIR corpus lines {"_id", "title", "text"} or {"id", "text", "metadata"}."""
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number} is not valid JSON ({error})") from None
-            doc_id = row.get("_id", row.get("id")) if isinstance(row, dict) else None
-            if doc_id is None or not isinstance(row.get("text"), str):
-                raise ValueError(f'{path}:{number} needs {{"_id", "title", "text"}} or {{"id", "text", "metadata"}}')
-            metadata = dict(row.get("metadata") or {})
-            title = row.get("title") or ""
-            if title:
-                metadata.setdefault("title", title)
-            text = f"{title} {row['text']}".strip()
-            yield Document(str(doc_id), text, metadata)
+    for number, row in read_jsonl(path):
+        doc_id = row.get("_id", row.get("id")) if isinstance(row, dict) else None
+        if doc_id is None or not isinstance(row.get("text"), str):
+            raise ValueError(f'{path}:{number} needs {{"_id", "title", "text"}} or {{"id", "text", "metadata"}}')
+        metadata = dict(row.get("metadata") or {})
+        title = row.get("title") or ""
+        if title:
+            metadata.setdefault("title", title)
+        text = f"{title} {row['text']}".strip()
+        yield Document(str(doc_id), text, metadata)
 
 
 def read_documents(path: str | Path) -> Iterator[Document]:

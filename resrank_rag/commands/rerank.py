@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from resrank_rag.jsonl import read_jsonl
 from resrank_rag.model import DEFAULT_MODEL
 
 
@@ -23,19 +24,15 @@ class OutputFormat(str, Enum):
 def read_candidates(path: Path, text_field: str) -> list[dict]:
     """JSONL lines that are strings or objects with a text field (and optionally a 'vector')."""
     rows = []
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise typer.BadParameter(f"{path}:{number} is not valid JSON ({error})") from None
+    try:
+        for number, item in read_jsonl(path):
             if isinstance(item, str):
                 item = {text_field: item}
             if not isinstance(item, dict) or not isinstance(item.get(text_field), str):
                 raise typer.BadParameter(f"{path}:{number} needs a string field {text_field!r}")
             rows.append(item)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
     return rows
 
 
