@@ -323,12 +323,13 @@ class ResRank(nn.Module):
             if vecs is None:
                 lists[i] = (texts, encoded[offset : offset + len(texts)])
                 offset += len(texts)
-        if query_vectors is None:
-            q_vecs = self.encode_queries(queries)
-        else:
-            q_vecs = _check_vectors(query_vectors, self.embedding_dim, "query_vectors")
+        if query_vectors is not None:
+            query_vectors = _check_vectors(query_vectors, self.embedding_dim, "query_vectors")
         results: list[list[RerankResult]] = [[] for _ in queries]
         todo = [i for i, (_, vecs) in enumerate(lists) if len(vecs)]
+        if not todo:  # nothing to rank: skip encoding the queries
+            return results
+        q_vecs = self.encode_queries(queries) if query_vectors is None else query_vectors
         with torch.inference_mode():
             for start in range(0, len(todo), batch_size):
                 chunk = todo[start : start + batch_size]
