@@ -43,6 +43,9 @@ class ResRankConfig:
     query_position: Literal["marker", "query_end"] = "marker"
     """``marker``: a learned position after all passages (sees the whole list under causal attention);
     ``query_end``: the last prompt token (sees no passage)."""
+    residual: bool = True
+    """False is the no-residual ablation: scores use the heads' output alone, cosine(H_q(h_q), H_p(h_p)),
+    and the heads start random (an untrained model then ranks at random, not like dense)."""
     residual_weight: float = 1.0
     """Scale of the reranker branch added to each encoder vector. Its heads start at zero, so an
     untrained model ranks exactly like cosine retrieval with its own encoder."""
@@ -51,6 +54,10 @@ class ResRankConfig:
     candidate_order: Literal["given", "reverse", "dense"] = "given"
     """Order in which candidates are fed to the reranker: as given (first-stage order), reversed,
     or sorted by encoder cosine. Results always refer to the caller's indices."""
+    rank_prior: bool = True
+    """Add the learned first-stage rank prior, ``w_rank * -ln(rank)`` with rank = 1 for the first candidate
+    given, to each score. Candidates are expected best-first, as retrievers return them; set False when
+    they arrive in no particular order. ``w_rank`` starts at 0, so an untrained model is unaffected."""
     seed: int = 0
     """Seeds the initialisation of the projector and heads, so an untrained model is reproducible."""
     extra: dict = field(default_factory=dict)

@@ -48,6 +48,8 @@ class ResRank(nn.Module):
     score(passage) = cosine(q, p), with q = e_q + w * H_q(h_q) and p = e_p + w * H_p(h_p):
     e are encoder vectors, h the reranker's hidden states at the query-representation position and at
     each passage's single input position, H zero-initialised heads, w = ``config.residual_weight``.
+    With ``config.rank_prior`` a learned ``w_rank * -ln(rank)`` (rank in the caller's order, w_rank
+    starting at 0) is added, so the first stage's ranking is a feature of the score.
     """
 
     def __init__(self, config: ResRankConfig, encoder: TextEncoder, reranker: nn.Module, reranker_tokenizer):
@@ -62,11 +64,13 @@ class ResRank(nn.Module):
             self.projector = _build_projector(config.projector, d_enc, d_rr)
             embed_std = float(reranker.get_input_embeddings().weight.detach().float().std())
             self.marker = nn.Parameter(torch.randn(d_rr) * embed_std)
-        self.passage_head = nn.Linear(d_rr, d_enc)
-        self.query_head = nn.Linear(d_rr, d_enc)
-        for head in (self.passage_head, self.query_head):
-            nn.init.zeros_(head.weight)
-            nn.init.zeros_(head.bias)
+            self.passage_head = nn.Linear(d_rr, d_enc)
+            self.query_head = nn.Linear(d_rr, d_enc)
+        if config.residual:
+            for head in (self.passage_head, self.query_head):
+                nn.init.zeros_(head.weight)
+                nn.init.zeros_(head.bias)
+        self.rank_prior_weight = nn.Parameter(torch.zeros(()))
         prefix, suffix = config.prompt_template.split("{query}", 1)
         self._prefix_ids = reranker_tokenizer(prefix, add_special_tokens=True).input_ids
         self._suffix_ids = reranker_tokenizer(suffix, add_special_tokens=False).input_ids
@@ -230,7 +234,7 @@ class ResRank(nn.Module):
     def score_lists(
         self, queries: Sequence[str], passage_vectors: Sequence[torch.Tensor], query_vectors: torch.Tensor | None = None
     ) -> list[torch.Tensor]:
-        """Cosine scores, one tensor per list, in one batched reranker forward. Differentiable.
+        """Scores (cosine, plus the rank prior), one tensor per list, in one batched reranker forward. Differentiable.
 
         ``passage_vectors[i]`` is (K_i, dim) encoder vectors; ``query_vectors`` (B, dim) or None to encode.
         """
@@ -273,10 +277,16 @@ class ResRank(nn.Module):
             k = vectors.size(0)
             h_passages = _unit_norm(hidden[i, start : start + k])
             h_query = _unit_norm(hidden[i, start + k] if self.config.query_position == "marker" else hidden[i, start - 1])
-            fed = vectors[order.to(device)] + weight * self.passage_head(h_passages)
-            query = query_vectors[i].to(device=device, dtype=dtype) + weight * self.query_head(h_query)
+            fed = weight * self.passage_head(h_passages)
+            query = weight * self.query_head(h_query)
+            if self.config.residual:
+                fed = vectors[order.to(device)] + fed
+                query = query_vectors[i].to(device=device, dtype=dtype) + query
             cosine = nn.functional.normalize(fed, dim=-1) @ nn.functional.normalize(query, dim=-1)
-            scores.append(torch.empty_like(cosine).scatter(0, order.to(device), cosine))
+            score = torch.empty_like(cosine).scatter(0, order.to(device), cosine)
+            if self.config.rank_prior:
+                score = score - self.rank_prior_weight * torch.log(torch.arange(1, k + 1, device=device, dtype=score.dtype))
+            scores.append(score)
         return scores
 
     # ---------------------------------------------------------------- public rerank API

@@ -63,6 +63,23 @@ def test_untrained_resrank_keeps_the_dense_order(tiny):
         assert [c.resrank_rank for c in answer.candidates] == [c.retrieval_rank for c in answer.candidates]
 
 
+def test_page_says_what_the_checkpoint_adds_to_dense():
+    import torch
+
+    from demos.docqa.app import describe_ranking
+    from resrank_rag.testing import perturb_heads, tiny_resrank
+
+    model = tiny_resrank()
+    untrained, note = describe_ranking(model)
+    assert untrained and "untrained" in note
+    with torch.no_grad():
+        model.rank_prior_weight.fill_(0.0315)
+    untrained, note = describe_ranking(model)
+    assert not untrained and "rank prior (0.032" in note
+    perturb_heads(model)
+    assert describe_ranking(model) == (False, "")
+
+
 def test_index_is_reused_when_the_corpus_is_unchanged(tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("RESRANK_CACHE_DIR", str(tmp_path / "cache"))
     first = open_index(tiny, CHUNKS, "reuse", str(tmp_path / "qdrant"))

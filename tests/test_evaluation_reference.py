@@ -1,4 +1,4 @@
-"""Reproduce the reference figures of ../shared/data/README.md (slow: real data, real model)."""
+"""Reproduce the reference figures of ../shared/data/README.md and the shipped checkpoint's (slow: real data, real model)."""
 
 from pathlib import Path
 
@@ -34,7 +34,8 @@ def test_trec_dl_2020_bm25_and_dense_rerank(model):
     got = ndcg(report)
     assert got["shipped"] == pytest.approx(0.480, abs=0.01)
     assert got["shipped + dense"] == pytest.approx(0.608, abs=0.01)
-    assert got["shipped + resrank"] == pytest.approx(got["shipped + dense"], abs=1e-6)  # untrained: zero residual
+    assert got["shipped + resrank"] == pytest.approx(0.6232, abs=0.002)  # the shipped checkpoint (MODEL_CARD.md)
+    assert got["shipped + resrank"] > got["shipped + dense"]
 
 
 def test_scifact_bm25_dense_and_fusion(model):

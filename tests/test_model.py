@@ -138,8 +138,23 @@ def test_scores_are_differentiable_end_to_end(tiny):
         assert grads and any(g.abs().sum() > 0 for g in grads), name
 
 
+def test_rank_prior_adds_minus_w_log_rank_in_the_callers_order():
+    model = tiny_resrank(candidate_order="dense")  # fed in dense order; the prior follows the caller's order
+    perturb_heads(model)
+    base = {r.index: r.score for r in model.rerank(QUERY, TEXTS)}
+    with torch.no_grad():
+        model.rank_prior_weight.fill_(0.3)
+    with_prior = {r.index: r.score for r in model.rerank(QUERY, TEXTS)}
+    for index, score in base.items():
+        assert with_prior[index] == pytest.approx(score - 0.3 * np.log(index + 1), abs=1e-5)
+    model.config.rank_prior = False  # for candidates that arrive in no particular order
+    assert {r.index: r.score for r in model.rerank(QUERY, TEXTS)} == pytest.approx(base, abs=1e-6)
+
+
 def test_save_and_load_reproduce_scores_bit_identically(tiny, tmp_path):
     perturb_heads(tiny)
+    with torch.no_grad():
+        tiny.rank_prior_weight.fill_(0.05)
     vectors = tiny.encode(TEXTS)
     before = tiny.rerank(QUERY, TEXTS, vectors=vectors)
     tiny.save_pretrained(tmp_path / "ckpt")
@@ -203,3 +218,12 @@ def test_config_validation():
     with pytest.raises(ValueError, match="identity"):
         tiny_resrank(projector="identity")
     assert ResRankConfig.from_dict(ResRankConfig().to_dict()) == ResRankConfig()
+
+
+def test_no_residual_ablation_scores_from_the_heads_alone():
+    model = tiny_resrank(residual=False)
+    results = model.rerank(QUERY, TEXTS)
+    assert all(np.isfinite(r.score) and -1.0 <= r.score <= 1.0 for r in results)
+    dense = cosine_scores(model, QUERY, TEXTS)
+    assert not np.allclose(sorted(r.score for r in results), np.sort(dense), atol=1e-3)  # not the encoder's cosine
+    assert tiny_resrank(residual=False).rerank(QUERY, TEXTS) == results  # random heads, seeded

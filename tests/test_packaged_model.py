@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from resrank_rag import backbones
+from resrank_rag import ResRank, backbones
+from resrank_rag.model import KNOWN_MODELS, PACKAGED_CHECKPOINTS
 
 QUERY = "what is the capital of france"
 TEXTS = ["Bananas are yellow fruit.", "Paris is the capital and largest city of France.", "Berlin is in Germany."]
@@ -25,13 +26,20 @@ def test_encoder_matches_sentence_transformers(packaged_model):
     np.testing.assert_allclose(packaged_model.encode(TEXTS), expected, atol=1e-5)
 
 
-def test_untrained_default_equals_dense_cosine(packaged_model):
-    if (packaged_model.passage_head.weight != 0).any():
-        pytest.skip("a trained default checkpoint is installed; the zero-residual property is tested on tiny models")
-    vectors = packaged_model.encode(TEXTS)
-    dense = vectors @ packaged_model.encode_query(QUERY)
-    results = packaged_model.rerank(QUERY, vectors=vectors)
+def test_untrained_model_equals_dense_cosine():
+    untrained = ResRank.from_config(KNOWN_MODELS["resrank-minilm-smollm2"])
+    vectors = untrained.encode(TEXTS)
+    dense = vectors @ untrained.encode_query(QUERY)
+    results = untrained.rerank(QUERY, vectors=vectors)
     np.testing.assert_allclose([r.score for r in results], np.sort(dense)[::-1], atol=1e-5)
+
+
+def test_default_loads_the_shipped_trained_checkpoint(packaged_model):
+    folder = PACKAGED_CHECKPOINTS / "resrank-minilm-smollm2"
+    assert {p.name for p in folder.iterdir()} >= {"resrank_config.json", "heads.safetensors", "MODEL_CARD.md"}
+    assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) < 20e6  # heads over packaged backbones
+    assert packaged_model.config.extra["training"]["recipe"] == "configs/cpu-default.yaml"
+    assert float(packaged_model.rank_prior_weight) > 0  # trained: it trusts the first-stage order somewhat
 
 
 def test_two_hundred_candidates_fit_one_pass(packaged_model):

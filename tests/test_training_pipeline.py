@@ -107,11 +107,52 @@ def test_mix_sampling_is_a_function_of_step_and_honours_weights(beir):
     assert names.count("toy") > 3 * names.count("other") > 0
 
 
+def test_first_stage_lists_keep_the_run_order_and_skip_queries_it_misses(beir):
+    spec = DatasetSpec(path="toy", split="test", negatives=["run"], list_order="first_stage")
+    builder = load_mix([spec], list_size=3, base_dir=beir).builders[0]
+    item = builder.build("q4", random.Random(0))
+    assert item.doc_ids == ["d5-3", "d4-0", "d4-1"]  # the run's top 3, as ranked, no positive forced in
+    assert item.labels == [0, 2, 1]
+    assert builder.build("q4", random.Random(1)) == item  # no shuffling
+    with pytest.raises(ValueError, match="first-stage top list"):  # every run's first hit is off-topic
+        load_mix([spec], list_size=1, base_dir=beir)
+
+
+def test_rank_prior_learns_to_trust_a_good_first_stage(beir):
+    """A run that ranks the grade-2 passage first and the grade-1 second: the prior weight grows."""
+    with open(beir / "toy" / "runs" / "bm25.test.trec", "w") as handle:
+        for t in range(len(TOPICS)):
+            docs = [f"d{t}-{i}" for i in range(4)] + [f"d{(t + 1) % 6}-{i}" for i in range(2)]
+            handle.writelines(f"q{t} Q0 {d} {r} {10 - r} bm25\n" for r, d in enumerate(docs, 1))
+    spec = DatasetSpec(path="toy", split="test", negatives=["run"], list_order="first_stage")
+    stage = StageConfig(name="prior", steps=10, train={"encoder": "frozen", "reranker": "frozen", "heads": "full"},
+                        lr={"heads": 0.0, "rank_prior": 5e-2})
+    model = tiny_resrank()
+    trainer = Trainer(make_config(beir, [stage], datasets=[spec], list_size=6, save_every=0, dev=None), model, base_dir=beir)
+    trainer.train()
+    assert float(model.rank_prior_weight) > 0.1
+    assert float(model.passage_head.weight.abs().max()) == 0.0  # lr 0: the heads stayed at zero
+
+
+def test_several_dev_sets_report_each_and_pick_best_by_their_mean(beir):
+    devs = [DatasetSpec(path="toy", split="test", negatives=["run"], query_range=(0.0, 0.5)),
+            DatasetSpec(path="toy", split="test", negatives=["run"], query_range=(0.5, 1.0))]
+    trainer = Trainer(make_config(beir, [HEADS_ONLY], dev=devs, save_every=0), tiny_resrank(), base_dir=beir)
+    record = trainer.evaluate()
+    first, second = record["toy-test[0:0.5]/ndcg@10"], record["toy-test[0.5:1]/ndcg@10"]
+    assert record["ndcg@10"] == pytest.approx((first + second) / 2)
+    assert trainer.best == record["ndcg@10"] and (beir / "out" / "best").is_dir()
+
+
 def test_config_rejects_mistakes_with_clear_messages(tmp_path):
     with pytest.raises(ValueError, match="listwise_loss"):
         StageConfig(name="x", steps=1, listwise_loss="lambdamart")
     with pytest.raises(ValueError, match="negative sources"):
         DatasetSpec(path="x", negatives=["dpr"])
+    with pytest.raises(ValueError, match="ranking source"):
+        DatasetSpec(path="x", negatives=["judged"], list_order="first_stage")
+    with pytest.raises(ValueError, match="unknown lr keys"):
+        StageConfig(name="x", steps=1, lr={"head": 1e-4})
     path = tmp_path / "bad.yaml"
     path.write_text("output_dir: x\ndatasets: [{path: a}]\nstages: [{name: s, steps: 1}]\nlearning_rate: 3\n")
     with pytest.raises(ValueError, match="learning_rate"):

@@ -34,9 +34,17 @@ class DemoSettings:
     index_path: str | None = None
 
 
-def residual_heads_are_zero(model) -> bool:
-    """True for an untrained ResRank, which ranks exactly like cosine retrieval with its encoder."""
-    return all(not head.weight.detach().any() for head in (model.passage_head, model.query_head))
+def describe_ranking(model) -> tuple[bool, str]:
+    """(untrained?, what the checkpoint adds to dense cosine with its encoder, in words for the page)."""
+    heads_zero = all(not head.weight.detach().any() for head in (model.passage_head, model.query_head))
+    prior = float(model.rank_prior_weight) if model.config.rank_prior else 0.0
+    if heads_zero and not prior:
+        return True, ("The ResRank checkpoint is untrained (zero residual heads), so it ranks like dense cosine "
+                "with its encoder; differences from the hybrid first stage show that reordering.")
+    if heads_zero:
+        return False, (f"The ResRank checkpoint's residual heads are zero: it ranks by dense cosine plus its learned "
+                f"first-stage rank prior ({prior:.3f} x -ln rank), so it keeps part of the hybrid order.")
+    return False, ""
 
 
 def load_chunks(settings: DemoSettings):
@@ -63,14 +71,12 @@ def build(settings: DemoSettings, model=None, generator=None) -> tuple[DocQA, di
         console.print("[bold]demo:[/] loading the generator")
         generator = make_generator(settings.llm, settings.max_new_tokens)
     qa = DocQA(index, generator, k=settings.k, context_passages=settings.context_passages, first_stage=settings.first_stage)
-    untrained = residual_heads_are_zero(model)
+    untrained, ranking = describe_ranking(model)
     note = (
         f"Answers come from {generator.name}"
         + (", a 135M-parameter model: it answers from the retrieved passages and can be wrong or vague; "
            "check the cited passages. Plug in a better LLM with --llm." if isinstance(generator, SmolLM2Generator) else ".")
-        + (" The ResRank checkpoint is untrained (zero residual heads), so it ranks like dense cosine "
-           "with its encoder; differences from the hybrid first stage show that reordering."
-           if untrained else "")
+        + (" " + ranking).rstrip()
     )
     info = {
         "corpus": label,

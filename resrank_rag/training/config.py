@@ -12,6 +12,8 @@ PARTS = ("encoder", "reranker", "heads")
 PART_MODES = ("frozen", "lora", "full")
 LISTWISE_LOSSES = ("ranknet", "listnet", "listmle")
 NEGATIVE_SOURCES = ("judged", "run", "bm25", "encoder", "random")
+RANKING_SOURCES = ("run", "bm25", "encoder")
+LIST_ORDERS = ("shuffled", "first_stage")
 
 
 @dataclass
@@ -28,8 +30,16 @@ class DatasetSpec:
     query_range: tuple[float, float] = (0.0, 1.0)
     """Fraction of the (file-ordered) judged queries to use, e.g. [0.0, 0.5] for a train half."""
     max_queries: int | None = None
+    list_order: str = "shuffled"
+    """``shuffled``: positives plus negatives in random order (position carries no label). ``first_stage``:
+    the first ranking source's top ``list_size`` in rank order, positives where that ranking put them
+    (queries it misses are skipped), as lists arrive at test time: what the rank prior learns from."""
 
     def __post_init__(self) -> None:
+        if self.list_order not in LIST_ORDERS:
+            raise ValueError(f"{self.path}: list_order must be one of {LIST_ORDERS}, got {self.list_order!r}")
+        if self.list_order == "first_stage" and not set(self.negatives) & set(RANKING_SOURCES):
+            raise ValueError(f"{self.path}: list_order 'first_stage' needs a ranking source in negatives: {RANKING_SOURCES}")
         bad = [n for n in self.negatives if n not in NEGATIVE_SOURCES]
         if bad:
             raise ValueError(f"{self.path}: unknown negative sources {bad}; choose from {NEGATIVE_SOURCES}")
@@ -49,7 +59,8 @@ class StageConfig:
     steps: int
     train: dict[str, str] = field(default_factory=lambda: {"encoder": "frozen", "reranker": "lora", "heads": "full"})
     """Per part (encoder, reranker, heads): ``frozen``, ``lora`` (peft adapters) or ``full``."""
-    lr: dict[str, float] = field(default_factory=lambda: {"encoder": 2e-5, "reranker": 1e-4, "heads": 1e-4})
+    lr: dict[str, float] = field(default_factory=lambda: {"encoder": 2e-5, "reranker": 1e-4, "heads": 1e-4, "rank_prior": 2e-3})
+    """Per part; ``rank_prior`` is the single rank-prior weight, trained with the heads at its own rate."""
     infonce_weight: float = 1.0
     """Contrastive retrieval loss on encoder vectors (in-batch + list negatives); only runs when the
     encoder trains in this stage."""
@@ -70,7 +81,11 @@ class StageConfig:
         if self.steps < 0:
             raise ValueError(f"stage {self.name!r}: steps must be >= 0")
         self.train = {**{"encoder": "frozen", "reranker": "frozen", "heads": "full"}, **self.train}
-        self.lr = {**{"encoder": 2e-5, "reranker": 1e-4, "heads": 1e-4}, **{k: float(v) for k, v in self.lr.items()}}
+        self.lr = {**{"encoder": 2e-5, "reranker": 1e-4, "heads": 1e-4, "rank_prior": 2e-3},
+                   **{k: float(v) for k, v in self.lr.items()}}
+        unknown = set(self.lr) - {*PARTS, "rank_prior"}
+        if unknown:
+            raise ValueError(f"stage {self.name!r}: unknown lr keys {sorted(unknown)}; use {PARTS} or 'rank_prior'")
         for part, mode in self.train.items():
             if part not in PARTS or mode not in PART_MODES:
                 raise ValueError(f"stage {self.name!r}: train.{part}={mode!r}; parts {PARTS}, modes {PART_MODES}")
@@ -100,8 +115,9 @@ class TrainConfig:
     stages: list[StageConfig]
     model: str = "resrank-minilm-smollm2"
     """Starting checkpoint: packaged name, checkpoint folder or hub id."""
-    dev: DatasetSpec | None = None
-    """Dev split reranked over its shipped run (or BM25) at every ``eval_every`` steps."""
+    dev: list[DatasetSpec] = field(default_factory=list)
+    """Dev splits, each reranked over its shipped run (or BM25) every ``eval_every`` steps; the mean of
+    their nDCG@10 picks ``best/``. One mapping or a list of them."""
     dev_max_queries: int | None = 50
     list_size: int = 100
     """Candidates per training list (match the rerank depth used at test time)."""
@@ -117,6 +133,8 @@ class TrainConfig:
     """ResRankConfig fields to change on the starting model (e.g. residual_weight, temperature)."""
 
     def __post_init__(self) -> None:
+        if self.dev is None or isinstance(self.dev, DatasetSpec):
+            self.dev = [] if self.dev is None else [self.dev]
         if not self.datasets:
             raise ValueError("TrainConfig needs at least one dataset")
         if not self.stages:
@@ -150,8 +168,8 @@ class TrainConfig:
                 raise ValueError(f"the training config needs {key!r}")
         data["datasets"] = [_build(DatasetSpec, d) for d in data["datasets"]]
         data["stages"] = [_build(StageConfig, s) for s in data["stages"]]
-        if data.get("dev") is not None:
-            data["dev"] = _build(DatasetSpec, data["dev"])
+        dev = data.get("dev") or []
+        data["dev"] = [_build(DatasetSpec, d) for d in (dev if isinstance(dev, list) else [dev])]
         if "lora" in data:
             data["lora"] = _build(LoraSettings, data["lora"])
         return cls(**data)

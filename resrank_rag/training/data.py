@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from resrank_rag.evaluation.beir import BeirDataset, load_beir
-from resrank_rag.training.config import DatasetSpec
+from resrank_rag.training.config import RANKING_SOURCES, DatasetSpec
 
 VectorFn = Callable[[list[str]], np.ndarray]
 """Texts -> (N, dim) L2-normalised passage vectors (used to mine negatives with the current encoder)."""
@@ -93,28 +93,45 @@ class ListBuilder:
         self.bm25 = Bm25Miner(dataset) if "bm25" in spec.negatives else None
         self.encoder = EncoderMiner(dataset, *encoder_vectors) if "encoder" in spec.negatives else None
         self.query_ids = select_queries(dataset, spec)
+        self.ranked: dict[str, list[str]] = {}
+        if spec.list_order == "first_stage":
+            source = next(n for n in spec.negatives if n in RANKING_SOURCES)
+            for qid in self.query_ids:
+                top = self._ranking(qid, source)[:list_size]
+                if any(dataset.qrels[qid].get(d, 0) > 0 for d in top):
+                    self.ranked[qid] = top
+            self.query_ids = list(self.ranked)
         if not self.query_ids:
-            raise ValueError(f"{spec.path} split {spec.split!r} has no judged query with a relevant passage in range")
+            where = " and in its first-stage top list" if spec.list_order == "first_stage" else ""
+            raise ValueError(f"{spec.path} split {spec.split!r} has no judged query with a relevant passage in range{where}")
 
-    def _negatives(self, query_id: str, source: str, rng: random.Random) -> list[str]:
-        judged = self.dataset.qrels[query_id]
+    def _ranking(self, query_id: str, source: str) -> list[str]:
         query = self.dataset.queries[query_id]
-        if source == "judged":
-            found = [d for d, g in judged.items() if g <= 0]
-            rng.shuffle(found)
-        elif source == "run":
+        if source == "run":
             found = [d for d, _ in (self.dataset.shipped_run or {}).get(query_id, [])]
         elif source == "bm25":
             found = self.bm25.top(query, 2 * self.list_size)
-        elif source == "encoder":
+        else:
             found = self.encoder.top(query, 2 * self.list_size)
+        return [d for d in found if d in self.dataset.corpus]
+
+    def _negatives(self, query_id: str, source: str, rng: random.Random) -> list[str]:
+        judged = self.dataset.qrels[query_id]
+        if source == "judged":
+            found = [d for d, g in judged.items() if g <= 0]
+            rng.shuffle(found)
+        elif source in RANKING_SOURCES:
+            found = self._ranking(query_id, source)
         else:
             found = rng.sample(list(self.dataset.corpus), min(2 * self.list_size, len(self.dataset.corpus)))
         return [d for d in found if judged.get(d, 0) <= 0 and d in self.dataset.corpus]
 
     def build(self, query_id: str, rng: random.Random) -> TrainingList:
         """Relevant passages (highest grades first, at most ``max_positives``), then negatives in source
-        order until ``list_size``; the list is shuffled so that position carries no label information."""
+        order until ``list_size``; the list is shuffled so that position carries no label information.
+        With ``list_order: first_stage``: the first-stage top list as ranked."""
+        if self.spec.list_order == "first_stage":
+            return self._list(query_id, self.ranked[query_id])
         judged = self.dataset.qrels[query_id]
         positives = [d for d, g in judged.items() if g > 0 and d in self.dataset.corpus]
         rng.shuffle(positives)
@@ -131,9 +148,13 @@ class ListBuilder:
                     if len(chosen) >= self.list_size:
                         break
         rng.shuffle(chosen)
+        return self._list(query_id, chosen)
+
+    def _list(self, query_id: str, doc_ids: list[str]) -> TrainingList:
+        judged = self.dataset.qrels[query_id]
         return TrainingList(
-            self.dataset.name, query_id, self.dataset.queries[query_id], chosen,
-            [self.dataset.corpus[d] for d in chosen], [max(0, int(judged.get(d, 0))) for d in chosen],
+            self.dataset.name, query_id, self.dataset.queries[query_id], doc_ids,
+            [self.dataset.corpus[d] for d in doc_ids], [max(0, int(judged.get(d, 0))) for d in doc_ids],
         )
 
 

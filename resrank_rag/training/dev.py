@@ -17,6 +17,8 @@ class DevSet:
 
     def __init__(self, spec: DatasetSpec, depth: int = 100, max_queries: int | None = None, base_dir: str | Path = "."):
         self.dataset = load_beir(Path(base_dir) / spec.path, spec.split)
+        start, end = spec.query_range
+        self.name = f"{self.dataset.name}-{spec.split}" + ("" if (start, end) == (0.0, 1.0) else f"[{start:g}:{end:g}]")
         self.query_ids = select_queries(self.dataset, spec)[:max_queries]
         miner = None if self.dataset.shipped_run else Bm25Miner(self.dataset)
         self.candidates = {

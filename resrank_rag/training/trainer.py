@@ -60,7 +60,7 @@ class Trainer:
         self._cache_fingerprint: str | None = None
         self.mix = load_mix(config.datasets, config.list_size, config.max_positives, config.seed, base_dir,
                             encoder_vectors=(self.passage_vectors, self.model.encode_queries))
-        self.dev = DevSet(config.dev, config.list_size, config.dev_max_queries, base_dir) if config.dev else None
+        self.dev = [DevSet(spec, config.list_size, config.dev_max_queries, base_dir) for spec in config.dev]
         self.step = 0
         self.history: list[dict] = []
         self.best: float | None = None
@@ -98,6 +98,10 @@ class Trainer:
                 raise ValueError(f"stage {stage.name!r}: {part} has no {mode} parameters to train")
             for parameter in params:
                 parameter.requires_grad_(True)
+            prior = [p for p in params if p is self.model.rank_prior_weight]
+            if prior:
+                params = [p for p in params if p is not self.model.rank_prior_weight]
+                groups.append({"params": prior, "lr": stage.lr["rank_prior"], "name": "rank_prior"})
             groups.append({"params": params, "lr": stage.lr[part], "name": part})
         if not groups:
             raise ValueError(f"stage {stage.name!r} trains nothing: set some part of train to lora or full")
@@ -178,10 +182,13 @@ class Trainer:
 
     # ---------------------------------------------------------------- evaluation and saving
     def evaluate(self) -> dict[str, float] | None:
-        if self.dev is None or not self.accelerator.is_main_process:
+        if not self.dev or not self.accelerator.is_main_process:
             return None
         self.model.eval()
-        metrics = self.dev.evaluate(self.model, self.passage_vectors)
+        per_set = [dev.evaluate(self.model, self.passage_vectors) for dev in self.dev]
+        metrics = {key: float(np.mean([m[key] for m in per_set])) for key in ("ndcg@10", "dense_ndcg@10")}
+        if len(per_set) > 1:
+            metrics.update({f"{dev.name}/{key}": value for dev, m in zip(self.dev, per_set) for key, value in m.items()})
         record = {"step": self.step, **metrics}
         self.history.append(record)
         if self.best is None or metrics["ndcg@10"] > self.best:

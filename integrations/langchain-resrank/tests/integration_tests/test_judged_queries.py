@@ -1,7 +1,7 @@
 """The real packaged model reranking a BM25-ordered list: nDCG@10 at least the retrieval order's.
 
-The default (untrained) model ranks like dense cosine with its encoder, so this checks that the
-compressor turns a lexical first stage into a semantic order, on judged queries.
+The default checkpoint ranks by dense cosine with its encoder plus a small prior for the given order,
+so this checks that the compressor turns a lexical first stage into a mostly semantic order.
 """
 
 from pathlib import Path
