@@ -97,6 +97,13 @@ class ResRank(nn.Module):
             model = cls._load_folder(folder)
         return model.to(device) if device else model
 
+    @classmethod
+    def untrained(cls, name_or_path: str | Path = DEFAULT_MODEL) -> ResRank:
+        """The named model's configuration and backbones with fresh heads: ranks exactly like dense cosine."""
+        name = str(name_or_path)
+        folder = None if name in KNOWN_MODELS else cls._locate(name)
+        return cls.from_config(KNOWN_MODELS[name] if folder is None else ResRankConfig.load(folder))
+
     @staticmethod
     def _locate(name: str) -> Path | None:
         path = Path(name).expanduser()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from resrank_rag import ResRank, backbones
-from resrank_rag.model import KNOWN_MODELS, PACKAGED_CHECKPOINTS
+from resrank_rag.model import PACKAGED_CHECKPOINTS
 
 QUERY = "what is the capital of france"
 TEXTS = ["Bananas are yellow fruit.", "Paris is the capital and largest city of France.", "Berlin is in Germany."]
@@ -27,7 +27,7 @@ def test_encoder_matches_sentence_transformers(packaged_model):
 
 
 def test_untrained_model_equals_dense_cosine():
-    untrained = ResRank.from_config(KNOWN_MODELS["resrank-minilm-smollm2"])
+    untrained = ResRank.untrained("resrank-minilm-smollm2")
     vectors = untrained.encode(TEXTS)
     dense = vectors @ untrained.encode_query(QUERY)
     results = untrained.rerank(QUERY, vectors=vectors)

@@ -115,6 +115,9 @@ class TrainConfig:
     stages: list[StageConfig]
     model: str = "resrank-minilm-smollm2"
     """Starting checkpoint: packaged name, checkpoint folder or hub id."""
+    from_untrained: bool = False
+    """Start from ``model``'s configuration and backbones with fresh heads (zero residual, zero rank prior)
+    instead of its trained weights: how the shipped default is retrained from scratch."""
     dev: list[DatasetSpec] = field(default_factory=list)
     """Dev splits, each reranked over its shipped run (or BM25) every ``eval_every`` steps; the mean of
     their nDCG@10 picks ``best/``. One mapping or a list of them."""

@@ -44,7 +44,8 @@ class Trainer:
         self.config = config
         self.accelerator = accelerator or Accelerator()
         self.output = Path(config.output_dir)
-        model = model if model is not None else ResRank.from_pretrained(config.model)
+        if model is None:
+            model = ResRank.untrained(config.model) if config.from_untrained else ResRank.from_pretrained(config.model)
         if config.model_overrides:
             if "prompt_template" in config.model_overrides:
                 raise ValueError("prompt_template cannot be overridden on a loaded model; set it in the starting checkpoint")
