@@ -37,7 +37,7 @@ class DemoSettings:
 def describe_ranking(model) -> tuple[bool, str]:
     """(untrained?, what the checkpoint adds to dense cosine with its encoder, in words for the page)."""
     heads_zero = all(not head.weight.detach().any() for head in (model.passage_head, model.query_head))
-    prior = float(model.rank_prior_weight) if model.config.rank_prior else 0.0
+    prior = float(model.rank_prior_weight.detach()) if model.config.rank_prior else 0.0
     if heads_zero and not prior:
         return True, ("The ResRank checkpoint is untrained (zero residual heads), so it ranks like dense cosine "
                 "with its encoder; differences from the hybrid first stage show that reordering.")
