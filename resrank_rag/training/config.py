@@ -14,6 +14,7 @@ LISTWISE_LOSSES = ("ranknet", "listnet", "listmle")
 NEGATIVE_SOURCES = ("judged", "run", "bm25", "encoder", "random")
 RANKING_SOURCES = ("run", "bm25", "encoder")
 LIST_ORDERS = ("shuffled", "first_stage")
+DEFAULT_LR = {"encoder": 2e-5, "reranker": 1e-4, "heads": 1e-4, "rank_prior": 2e-3}
 
 
 @dataclass
@@ -59,7 +60,7 @@ class StageConfig:
     steps: int
     train: dict[str, str] = field(default_factory=lambda: {"encoder": "frozen", "reranker": "lora", "heads": "full"})
     """Per part (encoder, reranker, heads): ``frozen``, ``lora`` (peft adapters) or ``full``."""
-    lr: dict[str, float] = field(default_factory=lambda: {"encoder": 2e-5, "reranker": 1e-4, "heads": 1e-4, "rank_prior": 2e-3})
+    lr: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LR))
     """Per part; ``rank_prior`` is the single rank-prior weight, trained with the heads at its own rate."""
     infonce_weight: float = 1.0
     """Contrastive retrieval loss on encoder vectors (in-batch + list negatives); only runs when the
@@ -81,9 +82,8 @@ class StageConfig:
         if self.steps < 0:
             raise ValueError(f"stage {self.name!r}: steps must be >= 0")
         self.train = {**{"encoder": "frozen", "reranker": "frozen", "heads": "full"}, **self.train}
-        self.lr = {**{"encoder": 2e-5, "reranker": 1e-4, "heads": 1e-4, "rank_prior": 2e-3},
-                   **{k: float(v) for k, v in self.lr.items()}}
-        unknown = set(self.lr) - {*PARTS, "rank_prior"}
+        self.lr = {**DEFAULT_LR, **{k: float(v) for k, v in self.lr.items()}}
+        unknown = set(self.lr) - set(DEFAULT_LR)
         if unknown:
             raise ValueError(f"stage {self.name!r}: unknown lr keys {sorted(unknown)}; use {PARTS} or 'rank_prior'")
         for part, mode in self.train.items():
@@ -136,8 +136,8 @@ class TrainConfig:
     """ResRankConfig fields to change on the starting model (e.g. residual_weight, temperature)."""
 
     def __post_init__(self) -> None:
-        if self.dev is None or isinstance(self.dev, DatasetSpec):
-            self.dev = [] if self.dev is None else [self.dev]
+        dev = self.dev or []
+        self.dev = [_build(DatasetSpec, d) for d in (dev if isinstance(dev, list) else [dev])]
         if not self.datasets:
             raise ValueError("TrainConfig needs at least one dataset")
         if not self.stages:
@@ -171,8 +171,6 @@ class TrainConfig:
                 raise ValueError(f"the training config needs {key!r}")
         data["datasets"] = [_build(DatasetSpec, d) for d in data["datasets"]]
         data["stages"] = [_build(StageConfig, s) for s in data["stages"]]
-        dev = data.get("dev") or []
-        data["dev"] = [_build(DatasetSpec, d) for d in (dev if isinstance(dev, list) else [dev])]
         if "lora" in data:
             data["lora"] = _build(LoraSettings, data["lora"])
         return cls(**data)
