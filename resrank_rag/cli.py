@@ -9,6 +9,7 @@ from resrank_rag.commands import index as index_command
 from resrank_rag.commands import search as search_command
 from resrank_rag.commands import train as train_command
 from resrank_rag.commands import demo as demo_command
+from resrank_rag.commands import serve as serve_command
 
 app = typer.Typer(help="ResRank: one-token-per-passage listwise reranking for RAG.", no_args_is_help=True)
 
@@ -25,6 +26,7 @@ app.command("index")(index_command.index)
 app.command("search")(search_command.search)
 app.command("train")(train_command.train)
 app.command("demo")(demo_command.demo)
+app.command("serve")(serve_command.serve)
 
 if __name__ == "__main__":
     app()
