@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 CONFIG_FILE = "resrank_config.json"
+CANDIDATE_FEATURES = ("rank", "cosine", "lexical")
 
 
 @dataclass
@@ -58,6 +59,18 @@ class ResRankConfig:
     """Add the learned first-stage rank prior, ``w_rank * -ln(rank)`` with rank = 1 for the first candidate
     given, to each score. Candidates are expected best-first, as retrievers return them; set False when
     they arrive in no particular order. ``w_rank`` starts at 0, so an untrained model is unaffected."""
+    candidate_features: list[str] = field(default_factory=list)
+    """Per-candidate features added (through a learned projection) to each passage's input position, so the
+    reranker LM reads them beside the vector: ``rank`` (ln of the first-stage rank), ``cosine`` (the dense
+    score, raw and standardised within the list), ``lexical`` (BM25 over the list's own texts and
+    query-term coverage; zero, with a 'no text' flag, when only vectors are given). Empty: vectors only."""
+    adaptive_prior: bool = False
+    """A head on the query-representation state adds a per-query amount to the rank-prior weight, so the
+    LM decides how far to trust this list's first-stage order. Zero-initialised."""
+    score_head: bool = False
+    """A head on each passage's state adds a scalar relevance term to its score. Zero-initialised."""
+    reranker_layers: int | None = None
+    """Keep only the reranker LM's first N layers (faster; None: all)."""
     seed: int = 0
     """Seeds the initialisation of the projector and heads, so an untrained model is reproducible."""
     extra: dict = field(default_factory=dict)
@@ -78,6 +91,11 @@ class ResRankConfig:
                 raise ValueError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
         if self.temperature <= 0:
             raise ValueError("temperature must be positive")
+        unknown = sorted(set(self.candidate_features) - set(CANDIDATE_FEATURES))
+        if unknown:
+            raise ValueError(f"candidate_features {unknown} unknown; choose from {CANDIDATE_FEATURES}")
+        if self.reranker_layers is not None and self.reranker_layers < 1:
+            raise ValueError("reranker_layers must be a positive number of layers, or None for all")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

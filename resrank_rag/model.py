@@ -16,6 +16,7 @@ from torch import nn
 from resrank_rag import backbones
 from resrank_rag.config import CONFIG_FILE, ResRankConfig
 from resrank_rag.encoder import TextEncoder, clean_texts
+from resrank_rag.features import candidate_features, feature_width
 from resrank_rag.results import RerankResult
 
 HEADS_FILE = "heads.safetensors"
@@ -49,11 +50,15 @@ class ResRank(nn.Module):
     e are encoder vectors, h the reranker's hidden states at the query-representation position and at
     each passage's single input position, H zero-initialised heads, w = ``config.residual_weight``.
     With ``config.rank_prior`` a learned ``w_rank * -ln(rank)`` (rank in the caller's order, w_rank
-    starting at 0) is added, so the first stage's ranking is a feature of the score.
+    starting at 0) is added, so the first stage's ranking is a feature of the score. Optional parts, all
+    zero at initialisation: per-candidate features added to the passage positions
+    (``candidate_features``), a per-query prior weight (``adaptive_prior``), a scalar score head.
     """
 
     def __init__(self, config: ResRankConfig, encoder: TextEncoder, reranker: nn.Module, reranker_tokenizer):
         super().__init__()
+        if not _is_peft(reranker):
+            keep_layers(reranker, config.reranker_layers)
         self.config = config
         self.encoder = encoder
         self.reranker = reranker
@@ -66,8 +71,19 @@ class ResRank(nn.Module):
             self.marker = nn.Parameter(torch.randn(d_rr) * embed_std)
             self.passage_head = nn.Linear(d_rr, d_enc)
             self.query_head = nn.Linear(d_rr, d_enc)
+            width = feature_width(config.candidate_features)
+            if width:
+                self.feature_projector = nn.Linear(width, d_rr)
+                nn.init.normal_(self.feature_projector.weight, std=embed_std)
+                nn.init.zeros_(self.feature_projector.bias)
+            self.prior_head = nn.Linear(d_rr, 1) if config.adaptive_prior else None
+            self.score_head = nn.Linear(d_rr, 1) if config.score_head else None
         if config.residual:
             for head in (self.passage_head, self.query_head):
+                nn.init.zeros_(head.weight)
+                nn.init.zeros_(head.bias)
+        for head in (self.prior_head, self.score_head):
+            if head is not None:
                 nn.init.zeros_(head.weight)
                 nn.init.zeros_(head.bias)
         self.rank_prior_weight = nn.Parameter(torch.zeros(()))
@@ -100,9 +116,14 @@ class ResRank(nn.Module):
     @classmethod
     def untrained(cls, name_or_path: str | Path = DEFAULT_MODEL) -> ResRank:
         """The named model's configuration and backbones with fresh heads: ranks exactly like dense cosine."""
+        return cls.from_config(cls.untrained_config(name_or_path))
+
+    @classmethod
+    def untrained_config(cls, name_or_path: str | Path = DEFAULT_MODEL) -> ResRankConfig:
+        """The configuration ``untrained`` builds from: a packaged name's defaults, or a folder's config."""
         name = str(name_or_path)
         folder = None if name in KNOWN_MODELS else cls._locate(name)
-        return cls.from_config(KNOWN_MODELS[name] if folder is None else ResRankConfig.load(folder))
+        return KNOWN_MODELS[name] if folder is None else ResRankConfig.load(folder)
 
     @staticmethod
     def _locate(name: str) -> Path | None:
@@ -130,7 +151,8 @@ class ResRank(nn.Module):
     def _load_folder(cls, folder: Path) -> ResRank:
         config = ResRankConfig.load(folder)
         enc_model, enc_tok = _load_part(folder / "encoder", config.encoder, config.encoder_weights, backbones.load_encoder)
-        rr_model, rr_tok = _load_part(folder / "reranker", config.reranker, config.reranker_weights, backbones.load_reranker)
+        rr_model, rr_tok = _load_part(folder / "reranker", config.reranker, config.reranker_weights, backbones.load_reranker,
+                                      config.reranker_layers)
         model = cls(config, TextEncoder(enc_model, enc_tok, config.pooling, config.max_passage_tokens), rr_model, rr_tok)
         heads_path = folder / HEADS_FILE
         if not heads_path.exists():
@@ -238,26 +260,53 @@ class ResRank(nn.Module):
             return torch.argsort(-(passages.detach() @ query_vector.detach()), stable=True).cpu()
         return torch.arange(n)
 
+    def rank_prior(self, k: int, device=None, dtype=torch.float32) -> torch.Tensor:
+        """The learned first-stage prior ``-w_rank * ln(rank)`` for ranks 1..k (zeros with rank_prior off)."""
+        ranks = torch.arange(1, k + 1, device=device, dtype=dtype)
+        if not self.config.rank_prior:
+            return torch.zeros_like(ranks)
+        return -self.rank_prior_weight.to(dtype) * torch.log(ranks)
+
+    def scores_without_lm(self, query_vectors: torch.Tensor, passage_vectors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """This checkpoint with its reranker branch removed: cosine plus its rank prior, no LM forward."""
+        scores = []
+        for q_vec, vectors in zip(nn.functional.normalize(query_vectors.float(), dim=-1), passage_vectors):
+            cosine = nn.functional.normalize(vectors.float(), dim=-1) @ q_vec.to(vectors.device)
+            scores.append(cosine + self.rank_prior(cosine.size(0), cosine.device).detach())
+        return scores
+
     def score_lists(
-        self, queries: Sequence[str], passage_vectors: Sequence[torch.Tensor], query_vectors: torch.Tensor | None = None
+        self,
+        queries: Sequence[str],
+        passage_vectors: Sequence[torch.Tensor],
+        query_vectors: torch.Tensor | None = None,
+        texts: Sequence[Sequence[str] | None] | None = None,
     ) -> list[torch.Tensor]:
         """Scores (cosine, plus the rank prior), one tensor per list, in one batched reranker forward. Differentiable.
 
-        ``passage_vectors[i]`` is (K_i, dim) encoder vectors; ``query_vectors`` (B, dim) or None to encode.
+        ``passage_vectors[i]`` is (K_i, dim) encoder vectors; ``query_vectors`` (B, dim) or None to encode;
+        ``texts[i]`` the candidates' texts (for lexical features) or None.
         """
-        if len(queries) != len(passage_vectors):
-            raise ValueError("queries and passage_vectors must have the same length")
+        if len(queries) != len(passage_vectors) or (texts is not None and len(texts) != len(queries)):
+            raise ValueError("queries, passage_vectors (and texts) must have the same length")
         if query_vectors is None:
             query_vectors = self.encoder([self.config.query_prefix + q for q in queries])
         device = self.marker.device
         dtype = self.marker.dtype
+        query_vectors = nn.functional.normalize(query_vectors.to(device=device, dtype=dtype), dim=-1)
         embed = self.reranker.get_input_embeddings()
+        kinds = self.config.candidate_features
         rows, spans = [], []
-        for query, vectors, q_vec in zip(queries, passage_vectors, query_vectors):
+        for i, (query, vectors, q_vec) in enumerate(zip(queries, passage_vectors, query_vectors)):
             vectors = nn.functional.normalize(vectors.to(device=device, dtype=dtype), dim=-1)
-            order = self._feed_order(q_vec.to(device=device, dtype=dtype), vectors)
+            order = self._feed_order(q_vec, vectors)
             prompt = self._prompt_ids(query)
-            parts = [embed(torch.tensor(prompt, device=device)).to(dtype), self.projector(vectors[order.to(device)])]
+            fed = self.projector(vectors[order.to(device)])
+            if kinds:
+                cosines = (vectors.detach() @ q_vec.detach()).float().cpu().numpy()
+                features = candidate_features(kinds, cosines, query, None if texts is None else texts[i])
+                fed = fed + self.feature_projector(torch.from_numpy(features).to(device=device, dtype=dtype)[order.to(device)])
+            parts = [embed(torch.tensor(prompt, device=device)).to(dtype), fed]
             if self.config.query_position == "marker":
                 parts.append(self.marker.unsqueeze(0))
             length = sum(part.size(0) for part in parts)
@@ -288,12 +337,16 @@ class ResRank(nn.Module):
             query = weight * self.query_head(h_query)
             if self.config.residual:
                 fed = vectors[order.to(device)] + fed
-                query = query_vectors[i].to(device=device, dtype=dtype) + query
+                query = query_vectors[i] + query
             cosine = nn.functional.normalize(fed, dim=-1) @ nn.functional.normalize(query, dim=-1)
+            if self.score_head is not None:
+                cosine = cosine + self.score_head(h_passages).squeeze(-1)
             score = torch.empty_like(cosine).scatter(0, order.to(device), cosine)
-            if self.config.rank_prior:
-                score = score - self.rank_prior_weight * torch.log(torch.arange(1, k + 1, device=device, dtype=score.dtype))
-            scores.append(score)
+            prior = self.rank_prior(k, device, score.dtype)
+            if self.prior_head is not None and self.config.rank_prior:
+                ranks = torch.log(torch.arange(1, k + 1, device=device, dtype=score.dtype))
+                prior = prior - self.prior_head(h_query).squeeze(-1) * ranks
+            scores.append(score + prior)
         return scores
 
     # ---------------------------------------------------------------- public rerank API
@@ -354,18 +407,33 @@ class ResRank(nn.Module):
                     [queries[i] for i in chunk],
                     [torch.from_numpy(lists[i][1]) for i in chunk],
                     torch.from_numpy(q_vecs[chunk]),
+                    [lists[i][0] for i in chunk],
                 )
                 for i, score in zip(chunk, scores):
                     results[i] = _ranked(score.float().cpu().numpy(), lists[i][0], top_n)
         return results
 
 
-def _load_part(sub: Path, name: str, weights: str, loader):
+def keep_layers(module: nn.Module, count: int | None) -> None:
+    """Cut a decoder stack (``module.layers``) to its first ``count`` layers, in place; None keeps all."""
+    layers = getattr(module, "layers", None)
+    if count is None or layers is None or len(layers) <= count:
+        return
+    module.layers = nn.ModuleList(list(layers)[:count])
+    module.config.num_hidden_layers = count
+    if getattr(module.config, "layer_types", None):
+        module.config.layer_types = module.config.layer_types[:count]
+
+
+def _load_part(sub: Path, name: str, weights: str, loader, layers: int | None = None):
     if weights == "full":
         if not (sub / "config.json").exists():
             raise FileNotFoundError(f"{sub} is missing: the checkpoint says its weights are saved there")
-        return loader(str(sub))
+        model, tokenizer = loader(str(sub))
+        keep_layers(model, layers)
+        return model, tokenizer
     model, tokenizer = loader(name)
+    keep_layers(model, layers)
     if (sub / "adapter_config.json").exists():
         from peft import PeftModel
 

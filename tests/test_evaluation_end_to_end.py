@@ -2,7 +2,9 @@
 
 import json
 
+import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from resrank_rag.cli import app
@@ -167,3 +169,32 @@ def test_peak_memory_probes_one_fresh_process_per_method(tiny_checkpoint):
     assert set(memory) == set(METHODS)
     for method, values in memory.items():
         assert values["after rerank"] >= values["after load"] > 50, method
+
+
+def test_harness_reports_the_lm_off_baseline_with_a_paired_test(beir, tmp_path):
+    from resrank_rag.evaluation.rerankers import NoLMReranker
+    from resrank_rag.testing import perturb_heads
+
+    model = tiny_resrank(candidate_features=["rank", "cosine", "lexical"], score_head=True)
+    perturb_heads(model)
+    with torch.no_grad():
+        model.rank_prior_weight.fill_(0.05)
+        model.score_head.weight.normal_(0, 1.0)
+    cache = EmbeddingCache(model, tmp_path / "vectors.sqlite")
+    data = load_beir(beir, "test")
+    rerankers = [ResRankReranker(model), ResRankReranker(model, "resrank-vectors", with_texts=False), NoLMReranker(model)]
+    report = evaluate(model, data, "test", "shipped", rerankers, depth=100, cache=cache)
+    rows = {r.method: r for r in report.results}
+    assert rows["shipped + resrank-nolm"].lm_tokens_per_query == 0
+    q1 = [data.corpus[d] for d in ("d5", "d1", "d8")]  # the shipped run's order for q1
+    vectors = cache.encode(q1)
+    expected = vectors @ model.encode_query(data.queries["q1"]) - 0.05 * np.log([1, 2, 3])
+    got = NoLMReranker(model).rerank(data.queries["q1"], q1, vectors).scores
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    pairs = {(t["a"], t["b"]): t for t in report.significance}
+    assert set(pairs) == {("resrank", "resrank-nolm"), ("resrank-vectors", "resrank-nolm"), ("resrank", "resrank-vectors")}
+    for test in pairs.values():
+        assert test["queries"] == 3 and 0.0 <= test["p_ttest"] <= 1.0 and 0.0 <= test["p_randomisation"] <= 1.0
+        assert test["mean_difference"] == pytest.approx(
+            rows[f"shipped + {test['a']}"].metrics["nDCG@10"] - rows[f"shipped + {test['b']}"].metrics["nDCG@10"])
+    assert "significance" in json.loads(json.dumps(__import__("dataclasses").asdict(report)))

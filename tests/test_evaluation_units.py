@@ -98,3 +98,25 @@ def test_pointwise_scores_yes_minus_no_per_passage(tiny_lm):
 def test_unknown_reranker_name_is_a_clear_error():
     with pytest.raises(ValueError, match="choose from"):
         build_rerankers(["cross-encoder"], model=None)
+
+
+def test_paired_test_identical_systems_and_a_clear_winner():
+    from resrank_rag.evaluation.metrics import paired_test
+
+    same = {f"q{i}": i / 10 for i in range(10)}
+    assert paired_test(same, same)["p_ttest"] == 1.0 and paired_test(same, same)["p_randomisation"] == 1.0
+    better = {q: v + 0.2 + 0.01 * (i % 3) for i, (q, v) in enumerate(same.items())}
+    result = paired_test(better, same)
+    assert result["mean_difference"] == pytest.approx(0.21, abs=0.01)
+    assert result["wins"] == 10 and result["losses"] == 0
+    assert result["p_ttest"] < 1e-6 and result["p_randomisation"] < 0.01  # 2 of 1024 sign flips are this extreme
+    with pytest.raises(ValueError, match="two common queries"):
+        paired_test({"a": 1.0}, {"a": 0.0})
+
+
+def test_per_query_counts_a_missing_query_as_zero():
+    from resrank_rag.evaluation.metrics import per_query
+
+    qrels = {"q1": {"d1": 1}, "q2": {"d2": 1}}
+    values = per_query(qrels, {"q1": [("d1", 1.0), ("d3", 0.5)]})
+    assert values == {"q1": pytest.approx(1.0), "q2": 0.0}

@@ -266,3 +266,40 @@ stages:
     assert "dev nDCG@10" in result.output
     assert (tmp_path / "cli-run" / "model" / "heads.safetensors").exists()
     assert (tmp_path / "cli-run" / "best" / "resrank_config.json").exists()
+
+
+def test_nolm_anchor_distils_toward_the_lm_off_scores_and_bf16_autocast_trains(beir):
+    stage = StageConfig(name="joint", steps=2, train={"encoder": "frozen", "reranker": "lora", "heads": "full"},
+                        lr={"reranker": 1e-2, "heads": 1e-2}, listwise_weight=0.0, distill_weight=1.0, anchor="nolm")
+    trainer = Trainer(make_config(beir, [stage], dev=None, save_every=0, autocast="bf16"),
+                      tiny_resrank(candidate_features=["rank", "cosine", "lexical"], score_head=True), base_dir=beir)
+    with torch.no_grad():
+        trainer.model.rank_prior_weight.fill_(0.3)
+    lists = trainer.mix.sample(0, 2)
+    loss, parts = trainer.loss(lists, stage)
+    assert parts["distill"] == pytest.approx(0.0, abs=1e-3)  # untrained model == its LM-off scores, bf16 noise aside
+    dense_stage = StageConfig(name="d", steps=1, listwise_weight=0.0, distill_weight=1.0, anchor="dense")
+    assert trainer.loss(lists, dense_stage)[1]["distill"] > 0.01  # the prior moved it away from plain cosine
+    trainer.train()
+    assert trainer.step == 2
+    with pytest.raises(ValueError, match="anchor"):
+        StageConfig(name="x", steps=1, anchor="teacher")
+    with pytest.raises(ValueError, match="autocast"):
+        make_config(beir, [stage], autocast="fp8")
+
+
+def test_architecture_overrides_build_the_parts_only_from_scratch(beir, monkeypatch):
+    built = []
+
+    def fake_from_config(config):
+        built.append(config)
+        return tiny_resrank(**{k: getattr(config, k) for k in ("candidate_features", "adaptive_prior", "score_head", "reranker_layers")})
+
+    monkeypatch.setattr(ResRank, "from_config", staticmethod(fake_from_config))
+    overrides = {"candidate_features": ["rank"], "adaptive_prior": True, "reranker_layers": 1}
+    trainer = Trainer(make_config(beir, [HEADS_ONLY], dev=None, model="resrank-minilm-smollm2", from_untrained=True,
+                                  model_overrides=overrides), base_dir=beir)
+    assert built[0].candidate_features == ["rank"] and built[0].adaptive_prior and built[0].reranker_layers == 1
+    assert trainer.model.prior_head is not None and len(trainer.model.reranker.layers) == 1
+    with pytest.raises(ValueError, match="from_untrained"):
+        Trainer(make_config(beir, [HEADS_ONLY], dev=None, model_overrides={"score_head": True}), tiny_resrank(), base_dir=beir)

@@ -38,7 +38,7 @@ def eval_command(
     model: Annotated[str, typer.Option(help="ResRank checkpoint folder, packaged name or Hugging Face id.")] = DEFAULT_MODEL,
     first_stage: Annotated[str, typer.Option(help="shipped (runs/bm25.<split>.trec), bm25, dense or hybrid (RRF); default: shipped if present, else bm25.")] = "auto",
     also: Annotated[list[str], typer.Option("--also", help="More first stages to score alone (repeatable).")] = [],
-    reranker: Annotated[list[str], typer.Option("--reranker", "-r", help="resrank, dense, fulltext-listwise, pointwise (repeatable); none: first stages only.")] = ["resrank", "dense"],
+    reranker: Annotated[list[str], typer.Option("--reranker", "-r", help="resrank, resrank-vectors (no texts), resrank-nolm (LM branch removed), dense, fulltext-listwise, pointwise (repeatable); none: first stages only.")] = ["resrank", "resrank-nolm", "dense"],
     stemmer: Annotated[str | None, typer.Option(help="PyStemmer language for BM25 (e.g. english); default none.")] = None,
     depth: Annotated[int, typer.Option(min=1, help="Candidates per query from the first stage.")] = 100,
     max_queries: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N judged queries.")] = None,
@@ -69,4 +69,10 @@ def eval_command(
     quality_vs_latency(report, stem.with_suffix(".png"))
     console = Console(width=None if sys.stdout.isatty() else 160)  # logs get the full table
     console.print(report_table(report))
+    for test in report.significance:
+        console.print(
+            f"{test['a']} vs {test['b']}: nDCG@10 {test['mean_difference']:+.4f} over {test['queries']} queries "
+            f"({test['wins']} better, {test['losses']} worse); paired t-test p = {test['p_ttest']:.4f}, "
+            f"randomisation p = {test['p_randomisation']:.4f}"
+        )
     console.print(f"Wrote {stem.with_suffix('.json')} and {stem.with_suffix('.png')}")

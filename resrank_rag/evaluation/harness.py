@@ -13,7 +13,10 @@ from tqdm.auto import tqdm
 from resrank_rag.embedding_cache import EmbeddingCache
 from resrank_rag.evaluation import first_stage as stages
 from resrank_rag.evaluation.beir import BeirDataset, Run
-from resrank_rag.evaluation.metrics import quality
+from resrank_rag.evaluation.metrics import paired_test, per_query, quality
+
+COMPARISONS = (("resrank", "resrank-nolm"), ("resrank-vectors", "resrank-nolm"), ("resrank", "resrank-vectors"), ("resrank", "dense"))
+"""Reranker pairs whose per-query nDCG@10 gets a paired significance test when both are evaluated."""
 
 
 @dataclass
@@ -37,6 +40,8 @@ class EvalReport:
     depth: int
     model: str
     results: list[MethodResult] = field(default_factory=list)
+    significance: list[dict] = field(default_factory=list)
+    """Paired tests over queries (nDCG@10), one per pair in ``COMPARISONS`` that was evaluated."""
     settings: dict = field(default_factory=dict)
 
     def to_json(self, path: str | Path) -> None:
@@ -109,7 +114,7 @@ def evaluate(
     Passage vectors for ``resrank`` and ``dense`` come from ``cache`` (encoded once per model and text,
     before timing starts), as a vector store would return them.
     """
-    if cache is None and (first_stage in ("dense", "hybrid") or any(r.name in ("resrank", "dense") for r in rerankers)):
+    if cache is None and (first_stage in ("dense", "hybrid") or any(r.uses_vectors for r in rerankers)):
         cache = EmbeddingCache(model)
     report = EvalReport(dataset.name, split, first_stage, depth, getattr(model, "name", "?"))
     for name in dict.fromkeys((first_stage, *extra_first_stages)):
@@ -118,12 +123,16 @@ def evaluate(
         if name == first_stage:
             candidates = run
     vectors = None
-    if any(r.name in ("resrank", "dense") for r in rerankers):
+    if any(r.uses_vectors for r in rerankers):
         needed = sorted({doc for hits in candidates.values() for doc, _ in hits})
         vectors = dict(zip(needed, cache.encode([dataset.corpus[d] for d in needed], show_progress_bar=True)))
+    per_method = {}
     for reranker in rerankers:
-        uses_vectors = reranker.name in ("resrank", "dense")
-        _, result = rerank_run(reranker, dataset, candidates, vectors if uses_vectors else None)
+        run, result = rerank_run(reranker, dataset, candidates, vectors if reranker.uses_vectors else None)
         result.method = f"{first_stage} + {reranker.name}"
         report.results.append(result)
+        per_method[reranker.name] = per_query(dataset.qrels, run)
+    for a, b in COMPARISONS:
+        if a in per_method and b in per_method:
+            report.significance.append({"a": a, "b": b, "measure": "nDCG@10", **paired_test(per_method[a], per_method[b])})
     return report

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ir_measures
+import numpy as np
 from ir_measures import R, RR, nDCG
 
 from resrank_rag.evaluation.beir import Run
@@ -18,3 +19,39 @@ def quality(qrels: dict[str, dict[str, int]], run: Run) -> dict[str, float]:
         name = next(n for n, m in MEASURES.items() if m == metric.measure)
         totals[name] += metric.value
     return {name: total / len(qrels) if qrels else 0.0 for name, total in totals.items()}
+
+
+def per_query(qrels: dict[str, dict[str, int]], run: Run, measure: str = "nDCG@10") -> dict[str, float]:
+    """``measure`` for every judged query (0 for a query missing from the run)."""
+    scored = {qid: {doc: float(score) for doc, score in run.get(qid, [])} for qid in qrels}
+    values = {qid: 0.0 for qid in qrels}
+    for metric in ir_measures.iter_calc([MEASURES[measure]], qrels, scored):
+        values[metric.query_id] = metric.value
+    return values
+
+
+def paired_test(a: dict[str, float], b: dict[str, float], resamples: int = 10_000, seed: int = 0) -> dict[str, float]:
+    """Paired comparison of two systems' per-query values over their common queries: mean difference
+    (a - b), the paired t-test's two-sided p and a sign-flip randomisation test's two-sided p (scipy)."""
+    from scipy import stats
+
+    queries = sorted(set(a) & set(b))
+    if len(queries) < 2:
+        raise ValueError("a paired test needs at least two common queries")
+    x = np.array([a[q] for q in queries])
+    y = np.array([b[q] for q in queries])
+    diff = x - y
+    if not diff.any():
+        return {"queries": len(queries), "mean_difference": 0.0, "wins": 0, "losses": 0, "p_ttest": 1.0, "p_randomisation": 1.0}
+    randomised = stats.permutation_test(
+        (x, y), lambda u, v: np.mean(u - v), permutation_type="samples", n_resamples=resamples,
+        alternative="two-sided", random_state=seed,
+    )
+    return {
+        "queries": len(queries),
+        "mean_difference": float(diff.mean()),
+        "wins": int((diff > 0).sum()),
+        "losses": int((diff < 0).sum()),
+        "p_ttest": float(stats.ttest_rel(x, y).pvalue),
+        "p_randomisation": float(randomised.pvalue),
+    }

@@ -1,7 +1,10 @@
 """Rerankers compared by the harness, each scoring one candidate list and reporting what it cost.
 
-``resrank`` and ``dense`` read stored passage vectors (as from a vector store); the two fulltext
-baselines feed passage texts, truncated to a token budget, to the same LM that ResRank uses as reranker.
+``resrank``, ``resrank-vectors``, ``resrank-nolm`` and ``dense`` read stored passage vectors (as from a
+vector store); ``resrank`` also gets the candidate texts (for a checkpoint with lexical features),
+``resrank-vectors`` only the vectors, and ``resrank-nolm`` is the same checkpoint with its reranker
+branch removed (cosine plus its rank prior, no LM forward): the baseline the LM must beat. The two
+fulltext baselines feed passage texts, truncated to a token budget, to the same LM that ResRank uses.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-RERANKERS = ("resrank", "dense", "fulltext-listwise", "pointwise")
+RERANKERS = ("resrank", "resrank-vectors", "resrank-nolm", "dense", "fulltext-listwise", "pointwise")
 LABELS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
@@ -25,29 +28,52 @@ class Reranked:
 
 
 class ResRankReranker:
-    """ResRank over stored vectors: one reranker forward of prompt + K passage positions (+ marker)."""
+    """ResRank over stored vectors: one reranker forward of prompt + K passage positions (+ marker).
+    With ``with_texts`` the candidate texts go along (lexical features); without, vectors only."""
 
     name = "resrank"
+    uses_vectors = True
 
-    def __init__(self, model, name: str = "resrank"):
+    def __init__(self, model, name: str = "resrank", with_texts: bool = True):
         self.model = model
         self.name = name
+        self.with_texts = with_texts
 
     def rerank(self, query: str, texts: list[str], vectors: np.ndarray | None) -> Reranked:
         encoded = 0
         if vectors is None:
             vectors, encoded = self.model.encode(texts), len(texts)
-        results = self.model.rerank(query, vectors=vectors, query_vector=self.model.encode_query(query))
+        candidates = texts if self.with_texts else None
+        results = self.model.rerank(query, candidates, vectors=vectors, query_vector=self.model.encode_query(query))
         scores = [0.0] * len(texts)
         for result in results:
             scores[result.index] = result.score
         return Reranked(scores, self.model.reranker_input_length(query, len(texts)), encoded)
 
 
+class NoLMReranker:
+    """The checkpoint without its reranker branch: cosine plus its own rank prior, no LM forward."""
+
+    name = "resrank-nolm"
+    uses_vectors = True
+
+    def __init__(self, model):
+        self.model = model
+
+    def rerank(self, query: str, texts: list[str], vectors: np.ndarray | None) -> Reranked:
+        encoded = 0
+        if vectors is None:
+            vectors, encoded = self.model.encode(texts), len(texts)
+        with torch.inference_mode():
+            scores = self.model.scores_without_lm(torch.from_numpy(self.model.encode_query(query))[None], [torch.from_numpy(vectors)])[0]
+        return Reranked([float(s) for s in scores], 0, encoded)
+
+
 class DenseReranker:
     """Cosine between the query's encoder vector and each stored passage vector."""
 
     name = "dense"
+    uses_vectors = True
 
     def __init__(self, model):
         self.model = model
@@ -62,6 +88,8 @@ class DenseReranker:
 
 class _TextLM:
     """Shared plumbing of the fulltext baselines: chat formatting and passage truncation."""
+
+    uses_vectors = False
 
     def __init__(self, lm, tokenizer, passage_tokens: int = 100):
         self.lm = lm.eval()
@@ -180,6 +208,10 @@ def build_rerankers(names: list[str], model, lm_and_tokenizer=None, passage_toke
     for name in names:
         if name == "resrank":
             built.append(ResRankReranker(model))
+        elif name == "resrank-vectors":
+            built.append(ResRankReranker(model, "resrank-vectors", with_texts=False))
+        elif name == "resrank-nolm":
+            built.append(NoLMReranker(model))
         elif name == "dense":
             built.append(DenseReranker(model))
         elif name == "fulltext-listwise":

@@ -72,6 +72,9 @@ class StageConfig:
     its retriever."""
     margin_weight: float = 0.0
     """Hinge on positives that the model scores below the dense score: a floor at the retriever."""
+    anchor: str = "dense"
+    """What the distill and margin terms hold the model near: ``dense`` (encoder cosine) or ``nolm`` (the
+    same model with its LM branch removed: cosine plus the current rank prior)."""
     temperature: float = 0.05
     """Divides cosine scores in the listwise and distillation losses."""
     infonce_temperature: float = 0.05
@@ -93,6 +96,8 @@ class StageConfig:
             raise ValueError(f"stage {self.name!r}: heads are small; train them 'full' or keep them 'frozen'")
         if self.listwise_loss not in LISTWISE_LOSSES:
             raise ValueError(f"stage {self.name!r}: listwise_loss must be one of {LISTWISE_LOSSES}")
+        if self.anchor not in ("dense", "nolm"):
+            raise ValueError(f"stage {self.name!r}: anchor must be 'dense' or 'nolm', got {self.anchor!r}")
         if self.temperature <= 0 or self.infonce_temperature <= 0:
             raise ValueError(f"stage {self.name!r}: temperatures must be positive")
 
@@ -133,7 +138,11 @@ class TrainConfig:
     embedding_cache: str | None = None
     """SQLite file for frozen-encoder passage vectors; None: the user cache shared with evaluation."""
     model_overrides: dict = field(default_factory=dict)
-    """ResRankConfig fields to change on the starting model (e.g. residual_weight, temperature)."""
+    """ResRankConfig fields to change on the starting model (e.g. residual_weight, temperature). With
+    ``from_untrained`` they may also shape it (candidate_features, adaptive_prior, reranker_layers, ...)."""
+    autocast: str | None = None
+    """``bf16``: run the reranker forward under bfloat16 autocast (faster on CPUs with avx512_bf16);
+    None: float32."""
 
     def __post_init__(self) -> None:
         dev = self.dev or []
@@ -142,6 +151,8 @@ class TrainConfig:
             raise ValueError("TrainConfig needs at least one dataset")
         if not self.stages:
             raise ValueError("TrainConfig needs at least one stage")
+        if self.autocast not in (None, "bf16"):
+            raise ValueError(f"autocast must be 'bf16' or null, got {self.autocast!r}")
         if self.list_size < 2 or self.lists_per_step < 1:
             raise ValueError("list_size must be >= 2 and lists_per_step >= 1")
         for part in PARTS:

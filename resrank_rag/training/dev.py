@@ -30,15 +30,25 @@ class DevSet:
         self.qrels = {q: self.dataset.qrels[q] for q in self.candidates}
 
     def evaluate(self, model, passage_vectors: VectorFn, batch_size: int = 8) -> dict[str, float]:
-        """{"ndcg@10": reranked, "dense_ndcg@10": encoder cosine over the same candidates}."""
+        """nDCG@10 of the model (``ndcg@10``), of the same model without its LM branch (``nolm_ndcg@10``:
+        cosine plus its rank prior) and of encoder cosine (``dense_ndcg@10``), over the same candidates."""
+        import torch
+
         qids = list(self.candidates)
         queries = [self.dataset.queries[q] for q in qids]
-        vectors = [passage_vectors([self.dataset.corpus[d] for d in self.candidates[q]]) for q in qids]
+        texts = [[self.dataset.corpus[d] for d in self.candidates[q]] for q in qids]
+        vectors = [passage_vectors(t) for t in texts]
         query_vectors = model.encode_queries(queries)
-        reranked = model.rerank_batch(queries, [None] * len(qids), vectors=vectors, query_vectors=query_vectors, batch_size=batch_size)
+        reranked = model.rerank_batch(queries, texts, vectors=vectors, query_vectors=query_vectors, batch_size=batch_size)
         model_run = {q: [(self.candidates[q][r.index], r.score) for r in results] for q, results in zip(qids, reranked)}
-        dense_run = {
-            q: [(d, float(s)) for d, s in zip(self.candidates[q], vecs @ qv)]
-            for q, vecs, qv in zip(qids, vectors, np.asarray(query_vectors))
+        with torch.no_grad():
+            nolm = model.scores_without_lm(torch.from_numpy(np.asarray(query_vectors)), [torch.from_numpy(v) for v in vectors])
+        runs = {
+            "ndcg@10": model_run,
+            "nolm_ndcg@10": {q: list(zip(self.candidates[q], s.tolist())) for q, s in zip(qids, nolm)},
+            "dense_ndcg@10": {
+                q: [(d, float(s)) for d, s in zip(self.candidates[q], vecs @ qv)]
+                for q, vecs, qv in zip(qids, vectors, np.asarray(query_vectors))
+            },
         }
-        return {"ndcg@10": quality(self.qrels, model_run)["nDCG@10"], "dense_ndcg@10": quality(self.qrels, dense_run)["nDCG@10"]}
+        return {key: quality(self.qrels, run)["nDCG@10"] for key, run in runs.items()}

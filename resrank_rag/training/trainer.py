@@ -21,6 +21,9 @@ from resrank_rag.training.dev import DevSet
 from resrank_rag.training.lora import _is_peft, add_lora
 
 STATE_FILE = "trainer_state.pt"
+ARCHITECTURE_FIELDS = {"prompt_template", "candidate_features", "adaptive_prior", "score_head", "reranker_layers",
+                       "projector", "query_position", "residual", "seed", "encoder", "reranker"}
+"""ResRankConfig fields that shape the modules: only a model built from scratch (from_untrained) can change them."""
 
 
 class Trainer:
@@ -44,11 +47,15 @@ class Trainer:
         self.config = config
         self.accelerator = accelerator or Accelerator()
         self.output = Path(config.output_dir)
+        if model is None and config.from_untrained:  # fresh heads: architecture fields may be overridden too
+            model = ResRank.from_config(dataclasses.replace(ResRank.untrained_config(config.model), **config.model_overrides))
+        elif config.model_overrides:
+            fixed = sorted(set(config.model_overrides) & ARCHITECTURE_FIELDS)
+            if fixed:
+                raise ValueError(f"{fixed} cannot be overridden on a loaded model; set from_untrained: true or change the checkpoint")
         if model is None:
-            model = ResRank.untrained(config.model) if config.from_untrained else ResRank.from_pretrained(config.model)
-        if config.model_overrides:
-            if "prompt_template" in config.model_overrides:
-                raise ValueError("prompt_template cannot be overridden on a loaded model; set it in the starting checkpoint")
+            model = ResRank.from_pretrained(config.model)
+        if config.model_overrides and not config.from_untrained:
             model.config = dataclasses.replace(model.config, **config.model_overrides)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)  # LoRA initialisation is reproducible
@@ -138,9 +145,15 @@ class Trainer:
         device = queries.device
         parts: dict[str, torch.Tensor] = {}
         if stage.listwise_weight or stage.distill_weight or stage.margin_weight:
-            scores = self.model.score_lists([item.query for item in lists], passages, queries)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.config.autocast == "bf16"):
+                scores = self.model.score_lists([item.query for item in lists], passages, queries, [item.texts for item in lists])
+            scores = [s.float() for s in scores]
             labels = [torch.tensor(item.labels, device=device) for item in lists]
-            dense = [(p @ q).detach() for p, q in zip(passages, queries)]
+            if stage.anchor == "nolm":
+                with torch.no_grad():
+                    dense = self.model.scores_without_lm(queries.detach(), [p.detach() for p in passages])
+            else:
+                dense = [(p @ q).detach() for p, q in zip(passages, queries)]
             listwise = losses.LISTWISE[stage.listwise_loss]
             if stage.listwise_weight:
                 parts["listwise"] = torch.stack([listwise(s, y, stage.temperature) for s, y in zip(scores, labels)]).mean()
@@ -187,7 +200,7 @@ class Trainer:
             return None
         self.model.eval()
         per_set = [dev.evaluate(self.model, self.passage_vectors) for dev in self.dev]
-        metrics = {key: float(np.mean([m[key] for m in per_set])) for key in ("ndcg@10", "dense_ndcg@10")}
+        metrics = {key: float(np.mean([m[key] for m in per_set])) for key in ("ndcg@10", "nolm_ndcg@10", "dense_ndcg@10")}
         if len(per_set) > 1:
             metrics.update({f"{dev.name}/{key}": value for dev, m in zip(self.dev, per_set) for key, value in m.items()})
         record = {"step": self.step, **metrics}
@@ -195,7 +208,8 @@ class Trainer:
         if self.best is None or metrics["ndcg@10"] > self.best:
             self.best = metrics["ndcg@10"]
             self.export(self.output / "best", extra={"dev": record})
-        tqdm.write(f"step {self.step}: dev nDCG@10 {metrics['ndcg@10']:.4f} (dense {metrics['dense_ndcg@10']:.4f})")
+        tqdm.write(f"step {self.step}: dev nDCG@10 {metrics['ndcg@10']:.4f} "
+                   f"(LM off {metrics['nolm_ndcg@10']:.4f}, dense {metrics['dense_ndcg@10']:.4f})")
         return metrics
 
     def export(self, folder: Path, extra: dict | None = None) -> None:
