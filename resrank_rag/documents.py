@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from resrank_rag.index import Document
 from resrank_rag.jsonl import read_jsonl
 
 DEFAULT_CHUNK_WORDS = 180
 """About 240 MiniLM tokens: a chunk fits the encoder's 256-token window whole."""
 DEFAULT_OVERLAP_WORDS = 30
 TEXT_SUFFIXES = (".txt", ".md")
+
+
+@dataclass(frozen=True)
+class Document:
+    """A document (or chunk) to index: a caller-chosen unique id, its text, and JSON-serialisable metadata."""
+
+    id: str
+    text: str
+    metadata: dict = field(default_factory=dict)
 
 
 def chunk_text(text: str, chunk_size: int = DEFAULT_CHUNK_WORDS, overlap: int = DEFAULT_OVERLAP_WORDS) -> list[str]:
@@ -31,7 +40,8 @@ def chunk_document(
 ) -> list[Document]:
     """The document itself when it fits one chunk, else chunks with ids ``<id>#<n>`` (n from 0).
 
-    Each chunk's metadata adds ``source`` (the document id) and ``chunk`` (n).
+    Each chunk's metadata adds ``source`` (the document id) and ``chunk`` (n). A document without words
+    has no chunks.
     """
     pieces = chunk_text(document.text, chunk_size, overlap)
     if len(pieces) <= 1:

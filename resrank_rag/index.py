@@ -1,7 +1,9 @@
 """ResRankIndex: a Qdrant collection of ResRank passage vectors, searched then reranked in one pass.
 
 The vector Qdrant stores for retrieval is the passage's one-token representation for reranking, so
-``search`` reranks the retrieved vectors directly: no passage is encoded at query time.
+``search`` reranks the retrieved vectors directly: no passage is encoded at query time. Each point also
+holds a BM25 sparse vector (Qdrant applies the IDF), so hybrid search is one Qdrant query with
+dense and sparse prefetches fused by reciprocal rank.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ import dataclasses
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence, Sized
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -19,40 +21,59 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 from tqdm.auto import tqdm
 
+from resrank_rag.documents import Document, chunk_document, read_documents
+
+__all__ = [
+    "Document", "ModelMismatchError", "ResRankIndex", "SearchHit", "SyncReport", "check_filter", "content_hash",
+    "point_id",
+]
+
 DEFAULT_PATH = "./.resrank/qdrant"
 ID_NAMESPACE = uuid.UUID("6f1c2b9e-4a57-5d0e-9c1a-7e3b8f2d4c60")
-"""Namespace of the uuid5 point ids: a document id always maps to the same point."""
+"""Namespace of the uuid5 point ids: a chunk id always maps to the same point."""
 RRF_CONSTANT = 60
+"""Reciprocal-rank fusion scores 1 / (60 + rank), rank counted from 1."""
+DENSE = ""  # the unnamed default vector, so other Qdrant tools read the collection as a plain one
+SPARSE = "bm25"
+BM25_K1, BM25_B = 1.5, 0.75
+MIN_QDRANT = (1, 16)
+"""Collection metadata (the model record) and RRF with a chosen constant need Qdrant 1.16."""
+PAYLOAD_FIELDS = ("doc_id", "chunk_id", "text", "metadata", "content_hash", "text_hash", "doc_hash")
 FirstStage = Literal["dense", "hybrid"]
 
 
 @dataclass(frozen=True)
-class Document:
-    """A passage to index: a caller-chosen unique id, its text, and JSON-serialisable metadata."""
-
-    id: str
-    text: str
-    metadata: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class SearchHit:
-    """One search result: first-stage score, and the ResRank score when the hit was reranked."""
+    """One search result: first-stage score, and the ResRank score when the hit was reranked.
+
+    ``id`` is the chunk id (the document id when it was indexed whole), ``doc_id`` the document's.
+    """
 
     id: str
     text: str
     metadata: dict
     retrieval_score: float
     rerank_score: float | None = None
+    doc_id: str | None = None
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """What ``ResRankIndex.sync`` did: documents and chunks in the source, chunks written, points removed."""
+
+    documents: int
+    chunks: int
+    written: int
+    removed: int
 
 
 class ModelMismatchError(ValueError):
     """The collection holds vectors from another encoder than the model it was opened with."""
 
 
-def point_id(document_id: str) -> str:
-    """The stable Qdrant point id (uuid5) of a document id."""
-    return str(uuid.uuid5(ID_NAMESPACE, document_id))
+def point_id(chunk_id: str) -> str:
+    """The stable Qdrant point id (uuid5) of a chunk id (a document's own id when indexed whole)."""
+    return str(uuid.uuid5(ID_NAMESPACE, chunk_id))
 
 
 def content_hash(text: str, metadata: dict) -> str:
@@ -65,12 +86,95 @@ def _text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def _doc_hash(chunks: Sequence[Document]) -> str:
+    """Hash of a document's whole chunk list: a chunk carrying it proves its document was written completely."""
+    return _text_hash(json.dumps([[c.id, content_hash(c.text, c.metadata)] for c in chunks], ensure_ascii=False))
+
+
+def _token_index(token: str) -> int:
+    """A stable 32-bit sparse index for a token (the same in every process and on every machine)."""
+    return int.from_bytes(hashlib.blake2b(token.encode("utf-8", "surrogatepass"), digest_size=4).digest(), "little")
+
+
+def _tokenize(texts: list[str]) -> list[dict[int, int]]:
+    """Per text, token index -> count: bm25s tokens (English stopwords removed, Snowball-stemmed)."""
+    import bm25s
+    import Stemmer
+
+    tokenized = bm25s.tokenize(
+        texts, stopwords="en", stemmer=Stemmer.Stemmer("english").stemWords, return_ids=True, show_progress=False
+    )
+    index_of = {i: _token_index(token) for token, i in tokenized.vocab.items() if token}
+    counts = []
+    for ids in tokenized.ids:
+        bag: dict[int, int] = {}
+        for i in ids:
+            if i in index_of:
+                bag[index_of[i]] = bag.get(index_of[i], 0) + 1
+        counts.append(bag)
+    return counts
+
+
+def _bm25_vectors(texts: list[str], avgdl: float) -> list[models.SparseVector]:
+    """BM25 term weights tf / (tf + k1 (1 - b + b dl / avgdl)); Qdrant multiplies in the IDF at query time."""
+    vectors = []
+    for bag in _tokenize(texts):
+        norm = BM25_K1 * (1 - BM25_B + BM25_B * sum(bag.values()) / avgdl)
+        indices = sorted(bag)
+        vectors.append(models.SparseVector(indices=indices, values=[bag[i] / (bag[i] + norm) for i in indices]))
+    return vectors
+
+
+def _dense(vector) -> list[float]:
+    return vector.get(DENSE) if isinstance(vector, dict) else vector
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.lstrip("v").split("-")[0].split(".")[:2] if part.isdigit())
+
+
+def _condition_keys(condition) -> Iterator[str]:
+    """Payload keys a Qdrant filter (or condition) reads."""
+    if isinstance(condition, models.Filter):
+        for part in (condition.must, condition.should, condition.must_not):
+            for item in part if isinstance(part, list) else [part] if part is not None else []:
+                yield from _condition_keys(item)
+        if condition.min_should is not None:
+            for item in condition.min_should.conditions:
+                yield from _condition_keys(item)
+    elif isinstance(condition, models.FieldCondition):
+        yield condition.key
+    elif isinstance(condition, (models.IsEmptyCondition, models.IsNullCondition)):
+        yield (condition.is_empty if isinstance(condition, models.IsEmptyCondition) else condition.is_null).key
+    elif isinstance(condition, models.NestedCondition):
+        yield condition.nested.key
+
+
+def check_filter(filter) -> models.Filter | None:  # noqa: A002 - Qdrant's own name for it
+    """``filter`` if it is None or a Qdrant ``Filter`` over this index's payload, else a clear error."""
+    if filter is None:
+        return None
+    if not isinstance(filter, models.Filter):
+        raise TypeError(
+            f"filter must be a qdrant_client.models.Filter, got {type(filter).__name__}; e.g. models.Filter(must="
+            "[models.FieldCondition(key='metadata.dept', match=models.MatchValue(value='HR'))])"
+        )
+    for key in _condition_keys(filter):
+        if key.split(".")[0].split("[")[0] not in PAYLOAD_FIELDS:
+            raise ValueError(
+                f"filter key {key!r} is not a field of a ResRankIndex point ({', '.join(PAYLOAD_FIELDS)}); "
+                f"document metadata lives under 'metadata.', e.g. 'metadata.{key}'"
+            )
+    return filter
+
+
 class ResRankIndex:
-    """Documents in a Qdrant collection (cosine, one ResRank encoder vector each), searchable with rerank.
+    """Documents in a Qdrant collection (cosine, one ResRank encoder vector per chunk), searchable with rerank.
 
     ``path`` is an embedded Qdrant folder (default ``./.resrank/qdrant``; ``":memory:"`` for tests);
-    ``url`` (and ``api_key``) a Qdrant server instead. ``embedding_cache`` (an ``EmbeddingCache``)
-    makes indexing reuse vectors encoded before, e.g. by an evaluation run.
+    ``url`` (and ``api_key``) a Qdrant server instead: the same code, nothing else changes.
+    ``embedding_cache`` (an ``EmbeddingCache``) makes indexing reuse vectors encoded before, e.g. by an
+    evaluation run. Use it as a context manager, or call ``close()``, to release an embedded folder.
     """
 
     def __init__(
@@ -90,6 +194,7 @@ class ResRankIndex:
         self.model = model
         self.collection = collection
         self.embedding_cache = embedding_cache
+        self._remote = url is not None
         if url is not None:
             self.client = QdrantClient(url=url, api_key=api_key)
         elif path == ":memory:":
@@ -101,12 +206,22 @@ class ResRankIndex:
                 self.client = QdrantClient(path=str(folder))
             except RuntimeError as error:
                 raise RuntimeError(
-                    f"{error} Close the other ResRankIndex on {folder} (index.client.close()), or run a "
+                    f"{error} Close the other ResRankIndex on {folder} (index.close()), or run a "
                     "Qdrant server and pass url= (see docs/qdrant.md)."
                 ) from None
-        self._bm25 = None  # (point count it was built at, retriever, stemmer, point ids), built on demand
+        self._layout: dict | None = None  # {"avgdl": float, "sparse": bool} once the collection is known
         if self.client.collection_exists(collection):
-            self._check_model()
+            self._open()
+
+    def close(self) -> None:
+        """Release the Qdrant client (and with it the lock on an embedded folder)."""
+        self.client.close()
+
+    def __enter__(self) -> ResRankIndex:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # ---------------------------------------------------------------- collection and model record
     def _model_record(self) -> dict:
@@ -116,10 +231,27 @@ class ResRankIndex:
             "vector_size": int(self.model.embedding_dim),
         }
 
-    def _check_model(self) -> None:
+    def _check_server(self) -> None:
+        """Raise a clear error when the Qdrant server is older than the features this index needs."""
+        try:
+            version = self.client.info().version
+        except Exception:  # noqa: BLE001 - an unreadable version is no proof of an old server
+            return
+        if _version(version) < MIN_QDRANT:
+            raise RuntimeError(
+                f"the Qdrant server is version {version}, but ResRankIndex needs Qdrant "
+                f"{'.'.join(map(str, MIN_QDRANT))} or newer (collection metadata holds the model record); "
+                "upgrade the server, e.g. `docker pull qdrant/qdrant`"
+            )
+
+    def _open(self) -> dict:
+        """Check the collection's model record and read its layout (once)."""
+        if self._layout is not None:
+            return self._layout
         info = self.client.get_collection(self.collection)
         recorded = info.config.metadata or {}
         if "encoder_fingerprint" not in recorded:
+            self._check_server()
             raise ModelMismatchError(
                 f"Qdrant collection {self.collection!r} was not created by ResRankIndex (no model record); "
                 "index into a new collection name"
@@ -136,41 +268,154 @@ class ResRankIndex:
                 f"{expected['vector_size']} dims). Open it with the model that built it, or index into a new "
                 "collection name."
             )
+        if self._remote and "doc_id" not in (info.payload_schema or {}):
+            self._index_doc_id()
+        sparse = SPARSE in (info.config.params.sparse_vectors or {})
+        self._layout = {"avgdl": float(recorded.get("bm25_avgdl", 1.0)), "sparse": sparse}
+        return self._layout
 
-    def _ensure_collection(self) -> None:
+    def _index_doc_id(self) -> None:
+        """A keyword index on ``doc_id`` keeps a server's delete and sync filters fast (embedded mode has none)."""
+        self.client.create_payload_index(self.collection, "doc_id", models.PayloadSchemaType.KEYWORD, wait=True)
+
+    def _ensure_collection(self, first_texts: list[str]) -> dict:
+        """Open the collection, creating it when missing; BM25's average length comes from the first batch."""
+        if self._layout is not None:
+            return self._writable(self._layout)
         if self.client.collection_exists(self.collection):
-            return
+            return self._writable(self._open())
+        lengths = [sum(bag.values()) for bag in _tokenize(first_texts)]
+        avgdl = max(1.0, float(np.mean(lengths))) if lengths else 1.0
         self.client.create_collection(
             self.collection,
             vectors_config=models.VectorParams(size=int(self.model.embedding_dim), distance=models.Distance.COSINE),
-            metadata=self._model_record(),
+            sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+            metadata={**self._model_record(), "bm25_avgdl": avgdl},
         )
+        if "encoder_fingerprint" not in (self.client.get_collection(self.collection).config.metadata or {}):
+            self.client.delete_collection(self.collection)  # the server dropped the metadata: too old
+            self._check_server()
+            raise RuntimeError(f"Qdrant did not keep the metadata of collection {self.collection!r}")
+        if self._remote:
+            self._index_doc_id()
+        return self._open()
 
-    def _require_collection(self) -> None:
-        if not self.client.collection_exists(self.collection):
+    def _writable(self, layout: dict) -> dict:
+        if not layout["sparse"]:
+            raise ValueError(
+                f"Qdrant collection {self.collection!r} was built by an older resrank-rag, without the BM25 sparse "
+                f"vector this version writes and searches; index into a new collection "
+                f"(`resrank index SOURCE --collection NEW_NAME`)"
+            )
+        return layout
+
+    def _require_collection(self) -> dict:
+        if self._layout is None and not self.client.collection_exists(self.collection):
             raise ValueError(
                 f"Qdrant collection {self.collection!r} does not exist yet; index documents first "
                 f"(ResRankIndex.index or `resrank index PATH --collection {self.collection}`)"
             )
+        return self._open()
 
     def count(self) -> int:
-        """Number of indexed documents (0 before the first ``index``)."""
+        """Number of indexed points (chunks; 0 before the first ``index``)."""
         if not self.client.collection_exists(self.collection):
             return 0
         return int(self.client.count(self.collection, exact=True).count)
 
-    # ---------------------------------------------------------------- indexing
-    def index(self, documents: Iterable[Document], batch_size: int = 64, show_progress_bar: bool | None = None) -> int:
-        """Encode and upsert documents batch by batch; returns how many were encoded or updated.
+    # ---------------------------------------------------------------- writing
+    def index(
+        self,
+        documents: Iterable[Document],
+        batch_size: int = 64,
+        show_progress_bar: bool | None = None,
+        *,
+        chunk_size: int | None = None,
+        overlap: int | None = None,
+    ) -> int:
+        """Add or update documents, encoding and upserting batch by batch; returns how many chunks were written.
 
-        Idempotent: a document id maps to one point (uuid5), unchanged documents are skipped without
-        encoding, and a document whose metadata alone changed keeps its stored vector. Each batch is
-        upserted before the next is encoded, so an interrupted run loses at most one batch.
+        ``documents`` is read lazily, one batch at a time. With ``chunk_size`` (words) long documents are
+        split as ``documents.chunk_document`` does (ids ``<id>#<n>``); without it each document is one
+        point. A document's earlier chunks that its new version no longer has are removed. Idempotent and
+        safe to interrupt: unchanged documents are skipped without encoding, a text whose metadata alone
+        changed keeps its stored vectors, and a re-run after a crash finishes the job.
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
-        documents = list(documents)
+        return self._write(documents, batch_size, show_progress_bar, chunk_size, overlap, sync=False).written
+
+    def sync(
+        self,
+        source: str | Path | Iterable[Document],
+        batch_size: int = 64,
+        show_progress_bar: bool | None = None,
+        *,
+        chunk_size: int | None = None,
+        overlap: int | None = None,
+    ) -> SyncReport:
+        """Make the collection equal to ``source``: a folder or file (``read_documents``) or Documents.
+
+        New documents are added, changed ones re-chunked and re-encoded (only changed texts), chunks a
+        document no longer has and documents that are gone are removed. Safe to kill at any moment: run it
+        again and the collection equals the source. Refuses an empty source rather than emptying the collection.
+        """
+        documents = read_documents(source) if isinstance(source, (str, Path)) else source
+        return self._write(documents, batch_size, show_progress_bar, chunk_size, overlap, sync=True)
+
+    def delete(self, ids: Iterable[str]) -> int:
+        """Remove documents, every chunk of each, by document id; returns how many points went. Unknown ids are fine."""
+        if isinstance(ids, str):
+            raise TypeError(f"ids must be a list of document ids, not one string; use delete([{ids!r}])")
+        ids = list(dict.fromkeys(ids))
+        if not all(isinstance(i, str) for i in ids):
+            raise TypeError("document ids must be strings")
+        if not ids or not self.client.collection_exists(self.collection):
+            return 0
+        self._open()
+        removed = 0
+        for start in range(0, len(ids), 1024):
+            selector = models.Filter(
+                must=[models.FieldCondition(key="doc_id", match=models.MatchAny(any=ids[start : start + 1024]))]
+            )
+            removed += self.client.count(self.collection, count_filter=selector, exact=True).count
+            self.client.delete(self.collection, points_selector=models.FilterSelector(filter=selector), wait=True)
+        return removed
+
+    def _write(self, documents, batch_size, show_progress_bar, chunk_size, overlap, sync: bool) -> SyncReport:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if chunk_size is None and overlap is not None:
+            raise ValueError("overlap needs chunk_size: pass chunk_size= (words per chunk) too, or leave overlap out")
+        if chunk_size is not None:
+            chunk_document(Document("check", ""), chunk_size, 0 if overlap is None else overlap)  # validates both
+        total = len(documents) if isinstance(documents, Sized) else None
+        if show_progress_bar is None:
+            show_progress_bar = total is not None and total > 4 * batch_size
+        # Nothing stale can exist in a collection that was empty when this run began: skip the stale filters.
+        fresh = self.count() == 0
+        kept: set[str] = set()
+        n_documents = written = removed = 0
+        with tqdm(total=total, desc="Indexing", unit="doc", disable=not show_progress_bar) as bar:
+            for batch in self._batches(documents, batch_size, chunk_size, overlap, kept):
+                done, dropped = self._write_batch(batch, fresh)
+                written += done
+                removed += dropped
+                n_documents += len(batch)
+                bar.update(len(batch))
+        if sync:
+            if not n_documents:
+                raise ValueError(
+                    "the source holds no documents; sync would empty the collection. Delete it explicitly "
+                    "instead (index.delete(ids) or index.client.delete_collection(name))"
+                )
+            removed += self._remove_all_but(kept)
+        return SyncReport(documents=n_documents, chunks=len(kept), written=written, removed=removed)
+
+    def _batches(
+        self, documents, batch_size: int, chunk_size: int | None, overlap: int | None, kept: set[str]
+    ) -> Iterator[list[tuple[str, list[Document]]]]:
+        """Whole documents with their chunks, grouped until a batch holds ``batch_size`` chunks."""
         seen: set[str] = set()
+        batch, size = [], 0
         for position, document in enumerate(documents):
             if not isinstance(document, Document):
                 raise TypeError(
@@ -179,49 +424,96 @@ class ResRankIndex:
             if document.id in seen:
                 raise ValueError(f"document id {document.id!r} appears twice; ids must be unique")
             seen.add(document.id)
-        self._ensure_collection()
-        if show_progress_bar is None:
-            show_progress_bar = len(documents) > 4 * batch_size
-        written = 0
-        with tqdm(total=len(documents), desc="Indexing", unit="doc", disable=not show_progress_bar) as bar:
-            for start in range(0, len(documents), batch_size):
-                batch = documents[start : start + batch_size]
-                written += self._index_batch(batch)
-                bar.update(len(batch))
-        if written:
-            self._bm25 = None
-        return written
+            chunks = [document] if chunk_size is None else chunk_document(document, chunk_size, overlap or 0)
+            for chunk in chunks:
+                pid = point_id(chunk.id)
+                if pid in kept:
+                    raise ValueError(f"chunk id {chunk.id!r} (of document {document.id!r}) appears twice; ids must be unique")
+                kept.add(pid)
+            batch.append((document.id, chunks))
+            size += len(chunks)
+            if size >= batch_size:
+                yield batch
+                batch, size = [], 0
+        if batch:
+            yield batch
 
-    def _index_batch(self, batch: Sequence[Document]) -> int:
-        ids = [point_id(d.id) for d in batch]
-        hashes = ["content_hash", "text_hash"]
-        found = self.client.retrieve(self.collection, ids, with_payload=hashes, with_vectors=True)
-        stored = {str(p.id): p for p in found}
-        points, to_encode = [], []
-        for document, pid in zip(batch, ids):
-            payload = {
-                "doc_id": document.id,
-                "text": document.text,
-                "metadata": document.metadata,
-                "content_hash": content_hash(document.text, document.metadata),
-                "text_hash": _text_hash(document.text),
-            }
-            old = stored.get(pid)
-            if old is not None and old.payload.get("content_hash") == payload["content_hash"]:
+    def _write_batch(self, batch: list[tuple[str, list[Document]]], fresh: bool) -> tuple[int, int]:
+        """Write the documents of one batch that are not up to date; returns (chunks written, stale points removed).
+
+        Order: encode, remove the document's stale chunks, upsert its chunks carrying the new document hash.
+        A document is up to date only when every chunk exists with that hash, so a crash anywhere leaves
+        it looking changed and the next run redoes it.
+        """
+        layout = self._ensure_collection([c.text for _, chunks in batch for c in chunks])
+        ids = [point_id(c.id) for _, chunks in batch for c in chunks]
+        wanted = ["doc_id", "content_hash", "text_hash", "doc_hash"]
+        stored = {str(p.id): p for p in self.client.retrieve(self.collection, ids, with_payload=wanted, with_vectors=True)}
+        points, to_encode, changed_docs, changed_ids, written = [], [], [], [], 0
+        for doc_id, chunks in batch:
+            doc_hash = _doc_hash(chunks)
+            olds = [stored.get(point_id(c.id)) for c in chunks]
+            if chunks and all(o is not None and o.payload.get("doc_hash") == doc_hash for o in olds):
                 continue
-            if old is not None and old.payload.get("text_hash") == payload["text_hash"]:
-                points.append(models.PointStruct(id=pid, vector=old.vector, payload=payload))
-            else:
-                to_encode.append((pid, payload))
+            changed_docs.append(doc_id)
+            for chunk, old in zip(chunks, olds):
+                payload = {
+                    "doc_id": doc_id,
+                    "chunk_id": chunk.id,
+                    "text": chunk.text,
+                    "metadata": chunk.metadata,
+                    "content_hash": content_hash(chunk.text, chunk.metadata),
+                    "text_hash": _text_hash(chunk.text),
+                    "doc_hash": doc_hash,
+                }
+                pid = point_id(chunk.id)
+                changed_ids.append(pid)
+                written += old is None or old.payload.get("content_hash") != payload["content_hash"]
+                old_vector = old.vector if old is not None and isinstance(old.vector, dict) else {}
+                if old is not None and old.payload.get("text_hash") == payload["text_hash"] and SPARSE in old_vector:
+                    points.append(models.PointStruct(id=pid, vector=old_vector, payload=payload))
+                else:
+                    to_encode.append((pid, payload))
         if to_encode:
-            vectors = self._encode([payload["text"] for _, payload in to_encode])
+            texts = [payload["text"] for _, payload in to_encode]
+            dense = self._encode(texts)
+            sparse = _bm25_vectors(texts, layout["avgdl"])
             points += [
-                models.PointStruct(id=pid, vector=vector.tolist(), payload=payload)
-                for (pid, payload), vector in zip(to_encode, vectors)
+                models.PointStruct(id=pid, vector={DENSE: d.tolist(), SPARSE: s}, payload=payload)
+                for (pid, payload), d, s in zip(to_encode, dense, sparse)
             ]
+        removed = 0
+        if changed_docs and not fresh:
+            removed = self._remove_stale(changed_docs, changed_ids)
         if points:
             self.client.upsert(self.collection, points=points, wait=True)
-        return len(points)
+        return written, removed
+
+    def _remove_stale(self, doc_ids: list[str], current: list[str]) -> int:
+        """Delete the points of these documents (payload ``doc_id``) that are not among their current chunks."""
+        selector = models.Filter(
+            must=[models.FieldCondition(key="doc_id", match=models.MatchAny(any=doc_ids))],
+            must_not=[models.HasIdCondition(has_id=current)] if current else None,
+        )
+        stale = self.client.count(self.collection, count_filter=selector, exact=True).count
+        if stale:
+            self.client.delete(self.collection, points_selector=models.FilterSelector(filter=selector), wait=True)
+        return stale
+
+    def _remove_all_but(self, kept: set[str]) -> int:
+        """Delete every point whose id is not in ``kept`` (documents gone from a synced source)."""
+        stale, offset = [], None
+        while True:
+            page, offset = self.client.scroll(
+                self.collection, limit=2048, offset=offset, with_payload=False, with_vectors=False
+            )
+            stale += [p.id for p in page if str(p.id) not in kept]
+            if offset is None:
+                break
+        for start in range(0, len(stale), 1024):
+            selector = models.PointIdsList(points=stale[start : start + 1024])
+            self.client.delete(self.collection, points_selector=selector, wait=True)
+        return len(stale)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         if self.embedding_cache is not None:
@@ -230,86 +522,90 @@ class ResRankIndex:
 
     # ---------------------------------------------------------------- retrieval
     def retrieve_with_vectors(
-        self, query: str, k: int = 100, first_stage: FirstStage = "dense"
+        self,
+        query: str,
+        k: int = 100,
+        first_stage: FirstStage = "dense",
+        *,
+        filter: models.Filter | None = None,  # noqa: A002 - Qdrant's own name
+        query_vector=None,
     ) -> tuple[list[SearchHit], np.ndarray]:
-        """First-stage top-``k`` hits (best first, ``rerank_score`` None) and their stored (k, dim) vectors."""
-        hits, vectors, _ = self._retrieve(query, k, first_stage)
+        """First-stage top-``k`` hits (best first, ``rerank_score`` None) and their stored (k, dim) vectors.
+
+        ``filter`` is a Qdrant ``Filter`` on the payload (metadata under ``metadata.``); ``query_vector``
+        is the query's ResRank vector when the caller has it already (then the query is not encoded).
+        """
+        hits, vectors, _ = self._retrieve(query, k, first_stage, filter, query_vector)
         return hits, vectors
 
-    def _retrieve(self, query: str, k: int, first_stage: FirstStage) -> tuple[list[SearchHit], np.ndarray, np.ndarray]:
+    def _retrieve(
+        self, query: str, k: int, first_stage: FirstStage, filter, query_vector  # noqa: A002
+    ) -> tuple[list[SearchHit], np.ndarray, np.ndarray]:
         if not isinstance(query, str) or not query.strip():
             raise ValueError("query must be a non-empty string")
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         if first_stage not in ("dense", "hybrid"):
             raise ValueError(f"first_stage must be 'dense' or 'hybrid', got {first_stage!r}")
-        self._require_collection()
-        query_vector = self.model.encode_query(query)
-        dense = self.client.query_points(
-            self.collection, query=query_vector.tolist(), limit=k, with_payload=True, with_vectors=True
-        ).points
-        if first_stage == "dense":
-            points = [(p, float(p.score)) for p in dense]
-        else:
-            points = self._fuse(dense, self._bm25_ids(query, k), k)
-        hits = [
-            SearchHit(p.payload["doc_id"], p.payload["text"], p.payload.get("metadata") or {}, s)
-            for p, s in points
-        ]
+        filter = check_filter(filter)  # noqa: A001
+        layout = self._require_collection()
         dim = int(self.model.embedding_dim)
-        vectors = np.asarray([p.vector for p, _ in points], dtype=np.float32).reshape(len(points), dim)
+        if query_vector is None:
+            query_vector = self.model.encode_query(query)
+        else:
+            query_vector = np.asarray(query_vector, dtype=np.float32)
+            if query_vector.shape != (dim,):
+                raise ValueError(f"query_vector must have shape ({dim},) (this model's query vector), got {query_vector.shape}")
+        options = dict(limit=k, query_filter=filter, with_payload=True, with_vectors=True)
+        if first_stage == "dense":
+            points = self.client.query_points(self.collection, query=query_vector.tolist(), **options).points
+        else:
+            if not layout["sparse"]:
+                self._writable(layout)
+            bag = _tokenize([query])[0]
+            sparse = models.SparseVector(indices=sorted(bag), values=[1.0] * len(bag))
+            points = self.client.query_points(
+                self.collection,
+                prefetch=[
+                    models.Prefetch(query=query_vector.tolist(), filter=filter, limit=k),
+                    models.Prefetch(query=sparse, using=SPARSE, filter=filter, limit=k),
+                ],
+                query=models.RrfQuery(rrf=models.Rrf(k=RRF_CONSTANT + 1)),  # Qdrant counts positions from 0
+                **options,
+            ).points
+        hits = [
+            SearchHit(
+                id=p.payload.get("chunk_id", p.payload["doc_id"]),
+                text=p.payload["text"],
+                metadata=p.payload.get("metadata") or {},
+                retrieval_score=float(p.score),
+                doc_id=p.payload["doc_id"],
+            )
+            for p in points
+        ]
+        vectors = np.asarray([_dense(p.vector) for p in points], dtype=np.float32).reshape(len(points), dim)
         return hits, vectors, query_vector
-
-    def _bm25_ids(self, query: str, k: int) -> list[str]:
-        """Point ids of the BM25 top-``k`` (bm25s, English stopwords and Snowball stemming), best first."""
-        import bm25s
-        import Stemmer
-
-        count = self.count()
-        if self._bm25 is None or self._bm25[0] != count:
-            ids, texts = [], []
-            offset = None
-            while True:
-                page, offset = self.client.scroll(self.collection, limit=1024, offset=offset, with_payload=["text"])
-                ids += [str(p.id) for p in page]
-                texts += [p.payload["text"] for p in page]
-                if offset is None:
-                    break
-            stemmer = Stemmer.Stemmer("english").stemWords
-            retriever = bm25s.BM25()
-            tokens = bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, show_progress=False)
-            retriever.index(tokens, show_progress=False)
-            self._bm25 = (count, retriever, stemmer, ids)
-        _, retriever, stemmer, ids = self._bm25
-        tokens = bm25s.tokenize([query], stopwords="en", stemmer=stemmer, show_progress=False)
-        found, scores = retriever.retrieve(tokens, k=min(k, len(ids)), show_progress=False)
-        return [ids[int(i)] for i, s in zip(found[0], scores[0]) if s > 0]
-
-    def _fuse(self, dense: list, bm25_ids: list[str], k: int) -> list[tuple[models.Record, float]]:
-        """Reciprocal-rank fusion of the dense and BM25 lists; fetches vectors of BM25-only hits."""
-        totals: dict[str, float] = {}
-        for ranking in ([str(p.id) for p in dense], bm25_ids):
-            for rank, pid in enumerate(ranking, 1):
-                totals[pid] = totals.get(pid, 0.0) + 1.0 / (RRF_CONSTANT + rank)
-        by_id = {str(p.id): p for p in dense}
-        missing = [pid for pid in bm25_ids if pid not in by_id]
-        if missing:
-            fetched = self.client.retrieve(self.collection, missing, with_payload=True, with_vectors=True)
-            by_id.update((str(p.id), p) for p in fetched)
-        fused = sorted(totals.items(), key=lambda item: (-item[1], by_id[item[0]].payload["doc_id"]))[:k]
-        return [(by_id[pid], score) for pid, score in fused]
 
     # ---------------------------------------------------------------- search
     def search(
-        self, query: str, k: int = 100, top_n: int = 10, rerank: bool = True, first_stage: FirstStage = "dense"
+        self,
+        query: str,
+        k: int = 100,
+        top_n: int = 10,
+        rerank: bool = True,
+        first_stage: FirstStage = "dense",
+        *,
+        filter: models.Filter | None = None,  # noqa: A002 - Qdrant's own name
+        query_vector=None,
     ) -> list[SearchHit]:
-        """Retrieve the top ``k``, then (``rerank=True``) rerank their stored vectors in one ResRank pass.
+        """Retrieve the top ``k`` (optionally within ``filter``), then rerank their stored vectors in one pass.
 
-        Returns the best ``top_n`` hits. Only the query is encoded; passages are never re-encoded.
+        Returns the best ``top_n`` hits. The query is encoded once (not at all with ``query_vector``);
+        passages are never re-encoded, and one Qdrant call returns the candidates with their vectors.
         """
         if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
             raise ValueError(f"top_n must be a positive integer, got {top_n!r}")
-        hits, vectors, query_vector = self._retrieve(query, k, first_stage)
+        hits, vectors, query_vector = self._retrieve(query, k, first_stage, filter, query_vector)
         if not rerank or not hits:
             return hits[:top_n]
         ranked = self.model.rerank(

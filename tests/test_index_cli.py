@@ -68,10 +68,10 @@ def test_index_then_search_from_the_command_line(tmp_path, tiny):
     runner = CliRunner(env={"COLUMNS": "250", "RESRANK_CACHE_DIR": str(tmp_path / "cache")})
     first = runner.invoke(app, ["index", str(tmp_path / "docs"), *common, "--chunk-size", "40", "--overlap", "10"])
     assert first.exit_code == 0, first.output
-    assert "6 chunks read, 6 encoded or updated, 0 unchanged" in first.output and "holds 6 points" in first.output
+    assert "6 chunks encoded or updated" in first.output and "holds 6 points" in first.output
     again = runner.invoke(app, ["index", str(tmp_path / "docs"), *common, "--chunk-size", "40", "--overlap", "10"])
     assert again.exit_code == 0, again.output
-    assert "0 encoded or updated, 6 unchanged" in again.output and "holds 6 points" in again.output
+    assert "0 chunks encoded or updated" in again.output and "holds 6 points" in again.output
     assert len(list((tmp_path / "cache" / "embeddings").glob("*.sqlite"))) == 1
 
     found = runner.invoke(app, ["search", "lava volcano", *common, "--k", "6", "--top-n", "6", "--hybrid"])
@@ -84,3 +84,38 @@ def test_index_then_search_from_the_command_line(tmp_path, tiny):
 
     missing = runner.invoke(app, ["search", "lava", "--collection", "nope", *common[2:]])
     assert missing.exit_code != 0 and "empty or missing" in missing.output
+
+
+def test_index_and_sync_follow_edited_split_shrunk_and_removed_files(tmp_path, tiny):
+    from resrank_rag import ResRank
+    from resrank_rag.index import ResRankIndex
+
+    docs = tmp_path / "docs"
+    write_corpus(docs)
+    tiny.save_pretrained(tmp_path / "model")
+    common = ["--collection", "kb", "--path", str(tmp_path / "qdrant"), "--model", str(tmp_path / "model"),
+              "--chunk-size", "40", "--overlap", "10", "--no-cache"]
+    runner = CliRunner(env={"RESRANK_CACHE_DIR": str(tmp_path / "cache")})
+    assert runner.invoke(app, ["index", str(docs), *common]).exit_code == 0
+
+    (docs / "chess.txt").write_text("chess is short now")  # three chunks shrink to one
+    (docs / "guides" / "volcano.md").write_text(" ".join(["magma"] * 100))  # one chunk grows to three
+    (docs / "extra.jsonl").unlink()  # beir-1 and plain-2 are gone
+    plain = runner.invoke(app, ["index", str(docs), *common])
+    assert plain.exit_code == 0, plain.output
+
+    def chunk_ids():
+        with ResRankIndex(ResRank.from_pretrained(tmp_path / "model"), "kb", path=str(tmp_path / "qdrant")) as index:
+            return sorted(p.payload["chunk_id"] for p in index.client.scroll("kb", limit=100, with_payload=True)[0])
+
+    volcano = [f"guides/volcano.md#{n}" for n in range(3)]
+    assert chunk_ids() == sorted(["beir-1", "chess.txt", "plain-2", *volcano])  # index never removes documents
+    synced = runner.invoke(app, ["index", str(docs), *common, "--sync"])
+    assert synced.exit_code == 0, synced.output
+    assert "2 documents in 4 chunks, 0 encoded or updated, 2 removed" in synced.output
+    assert chunk_ids() == sorted(["chess.txt", *volcano])
+
+    (docs / "chess.txt").unlink()
+    (docs / "guides" / "volcano.md").unlink()
+    empty = runner.invoke(app, ["index", str(docs), *common, "--sync"])
+    assert empty.exit_code != 0 and "holds no" in empty.output

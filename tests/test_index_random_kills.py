@@ -1,4 +1,11 @@
-"""kill -9 the `resrank index` command at random moments, re-run it: nothing lost, nothing duplicated."""
+"""kill -9 `resrank index` (and `--sync`) in the middle of a Qdrant write, re-run it: nothing lost, stale or doubled.
+
+The child runs the real command with embedded Qdrant instrumented: after a randomly chosen point of a
+multi-point write (an upsert or a delete) has reached the SQLite file and before the next one does,
+it reports and stalls, and the test kills it there. So every kill provably lands inside a write, on a
+machine of any speed; a run that ends before its chosen point fails the test instead of passing
+without testing anything.
+"""
 
 import json
 import os
@@ -6,42 +13,148 @@ import random
 import signal
 import subprocess
 import sys
-import time
+import textwrap
+
+import numpy as np
 
 from resrank_rag import ResRank
+from resrank_rag.documents import chunk_document, read_documents
 from resrank_rag.index import ResRankIndex, point_id
 
-DOCS = 48
+CHILD = textwrap.dedent(
+    """
+    import os, sys, time
+    from qdrant_client.local import local_collection, persistence
+
+    target, state = int(os.environ["STALL_AT"]), {"size": 0, "done": 0, "inside": 0}
+
+    def call(original, count):
+        def wrapped(self, items, *args, **kwargs):
+            state["size"], state["done"] = count(items), 0
+            return original(self, items, *args, **kwargs)
+        return wrapped
+
+    def write(original, kind):
+        def wrapped(self, *args, **kwargs):
+            result = original(self, *args, **kwargs)
+            state["done"] += 1
+            if state["done"] < state["size"]:  # more points of this same call are still to be written
+                state["inside"] += 1
+                if state["inside"] == target:
+                    print(f"stalled inside {kind} {state['done']}/{state['size']}", flush=True)
+                    time.sleep(600)
+            return result
+        return wrapped
+
+    collection = local_collection.LocalCollection
+    collection.upsert = call(collection.upsert, len)
+    collection._delete_ids = call(collection._delete_ids, len)
+    store = persistence.CollectionPersistence
+    store.persist, store.delete = write(store.persist, "upsert"), write(store.delete, "delete")
+
+    from resrank_rag.cli import app
+    app(sys.argv[1:], prog_name="resrank")
+    """
+)
 
 
-def run_indexer(args, env, kill_after: float | None):
+def run(script, args, env, stall_at: int | None) -> str | None:
+    """Run the command; with ``stall_at``, SIGKILL it at that mid-write point and return the report line."""
     child = subprocess.Popen(
-        [sys.executable, "-m", "resrank_rag.cli", "index", *args],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+        [sys.executable, str(script), "index", *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        text=True, env={**env, "STALL_AT": str(stall_at or 10**9)},
     )
-    if kill_after is None:
-        return child.wait(timeout=600)
-    time.sleep(kill_after)
-    child.send_signal(signal.SIGKILL)
-    return child.wait(timeout=60)
+    try:
+        for line in child.stdout:
+            if line.startswith("stalled inside"):
+                child.send_signal(signal.SIGKILL)
+                return line.strip()
+        assert stall_at is None, f"the command ended before mid-write point {stall_at}; nothing was killed"
+        return None
+    finally:
+        child.kill()
+        child.wait(timeout=60)
+        assert stall_at is not None or child.returncode == 0, f"the clean run failed ({child.returncode})"
 
 
-def test_random_sigkills_then_a_rerun_leave_exactly_one_point_per_document(tmp_path, tiny):
+def collection_state(model_folder, store_folder, collection) -> dict[str, tuple[str, str, np.ndarray]]:
+    """chunk id -> (document id, text, dense vector) of every point."""
+    with ResRankIndex(ResRank.from_pretrained(model_folder), collection, path=str(store_folder)) as index:
+        found = index.client.scroll(collection, limit=10_000, with_payload=True, with_vectors=True)[0]
+        assert all(str(p.id) == point_id(p.payload["chunk_id"]) for p in found)
+        assert all(p.vector["bm25"] is not None for p in found)
+        return {p.payload["chunk_id"]: (p.payload["doc_id"], p.payload["text"], np.asarray(p.vector[""])) for p in found}
+
+
+def setup(tmp_path, tiny):
     tiny.save_pretrained(tmp_path / "model")
-    corpus = tmp_path / "corpus.jsonl"
-    documents = {f"doc-{i}": f"passage {i} about topic {i % 7}" for i in range(DOCS)}
-    corpus.write_text("".join(json.dumps({"_id": k, "title": "", "text": v}) + "\n" for k, v in documents.items()))
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "RESRANK_CACHE_DIR": str(tmp_path / "cache")}
+    return script, env
+
+
+def test_random_sigkills_inside_writes_then_a_rerun_leave_exactly_one_point_per_document(tmp_path, tiny):
+    script, env = setup(tmp_path, tiny)
+    documents = {f"doc-{i}": f"passage {i} about topic {i % 7}" for i in range(48)}
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"_id": k, "title": "", "text": v}) + "\n" for k, v in documents.items()))
     args = [str(corpus), "--collection", "kills", "--path", str(tmp_path / "qdrant"),
             "--model", str(tmp_path / "model"), "--batch-size", "2", "--no-cache"]
     rng = random.Random(9)
-    for _ in range(3):  # kills land during start-up, collection creation or between/inside upserts
-        run_indexer(args, env, kill_after=rng.uniform(1.0, 12.0))
-    assert run_indexer(args, env, kill_after=None) == 0
+    for _ in range(3):  # 48 documents in batches of 2: 24 upserts with one mid-write point each
+        assert run(script, args, env, stall_at=rng.randint(1, 6)).startswith("stalled inside upsert")
+    run(script, args, env, stall_at=None)
 
-    index = ResRankIndex(ResRank.from_pretrained(tmp_path / "model"), "kills", path=str(tmp_path / "qdrant"))
-    assert index.count() == DOCS
-    points = index.client.scroll("kills", limit=1000, with_payload=True)[0]
-    assert sorted(str(p.id) for p in points) == sorted(point_id(k) for k in documents)
-    assert {p.payload["doc_id"]: p.payload["text"] for p in points} == documents
-    assert index.search("passage 5 about topic 5", k=10, top_n=3)
+    state = collection_state(tmp_path / "model", tmp_path / "qdrant", "kills")
+    assert {chunk: text for chunk, (_, text, _) in state.items()} == documents
+    with ResRankIndex(ResRank.from_pretrained(tmp_path / "model"), "kills", path=str(tmp_path / "qdrant")) as index:
+        assert index.search("passage 5 about topic 5", k=10, top_n=3)
+
+
+def write_version(folder, files: dict[str, str]) -> None:
+    for old in folder.glob("*.txt"):
+        old.unlink()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+
+
+def words(tag: str, n: int) -> str:
+    return " ".join(f"{tag}{i}" for i in range(n))
+
+
+VERSIONS = [
+    {"a.txt": words("a", 5), "b.txt": words("b", 30), "c.txt": words("c", 14), "d.txt": "d stays short",
+     "e.txt": words("e", 20)},
+    # a is split (1 -> 4 chunks), b shrinks to its head (4 -> 2), c is edited, d is deleted, f is new
+    {"a.txt": words("a", 30), "b.txt": words("b", 14), "c.txt": words("c", 14).replace("c3", "edited"),
+     "e.txt": words("e", 20), "f.txt": words("f", 22)},
+    # a shrinks to one chunk, b regrows, e is deleted, c is split further, d comes back
+    {"a.txt": "a is tiny again", "b.txt": words("b", 38), "c.txt": words("c", 30), "d.txt": "d returns",
+     "f.txt": words("f", 22)},
+]
+
+
+def test_sync_follows_edits_splits_shrinks_and_deletes_through_random_sigkills(tmp_path, tiny):
+    script, env = setup(tmp_path, tiny)
+    source = tmp_path / "docs"
+    source.mkdir()
+    args = [str(source), "--sync", "--collection", "sync", "--path", str(tmp_path / "qdrant"),
+            "--model", str(tmp_path / "model"), "--chunk-size", "8", "--overlap", "2", "--batch-size", "3",
+            "--no-cache"]
+    rng = random.Random(16)
+    kinds = set()
+    for version in VERSIONS:
+        write_version(source, version)
+        for _ in range(2):
+            kinds.add(run(script, args, env, stall_at=rng.randint(1, 4)).split()[2])
+        run(script, args, env, stall_at=None)
+
+        expected = {c.id: (d.id, c.text) for d in read_documents(source) for c in chunk_document(d, 8, 2)}
+        state = collection_state(tmp_path / "model", tmp_path / "qdrant", "sync")
+        assert {chunk: (doc, text) for chunk, (doc, text, _) in state.items()} == expected
+        ids = sorted(expected)
+        np.testing.assert_allclose(
+            np.stack([state[c][2] for c in ids]), tiny.encode([expected[c][1] for c in ids]), atol=1e-5
+        )
+    assert "upsert" in kinds

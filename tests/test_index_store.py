@@ -36,12 +36,14 @@ def memory_index(tiny):
 def test_index_stores_one_point_per_document_with_agreed_payload(memory_index, tiny):
     assert memory_index.count() == len(DOCS)
     record = memory_index.client.retrieve("notes", [point_id("d3")], with_payload=True, with_vectors=True)[0]
-    assert record.payload["doc_id"] == "d3"
+    assert record.payload["doc_id"] == record.payload["chunk_id"] == "d3"
     assert record.payload["text"] == DOCS[3].text
     assert record.payload["metadata"] == DOCS[3].metadata
-    np.testing.assert_allclose(record.vector, tiny.encode([DOCS[3].text])[0], atol=1e-5)
-    params = memory_index.client.get_collection("notes").config.params.vectors
-    assert params.size == tiny.embedding_dim and params.distance.value == "Cosine"
+    np.testing.assert_allclose(record.vector[""], tiny.encode([DOCS[3].text])[0], atol=1e-5)
+    assert record.vector["bm25"].indices  # the BM25 sparse vector beside the dense one
+    config = memory_index.client.get_collection("notes").config.params
+    assert config.vectors.size == tiny.embedding_dim and config.vectors.distance.value == "Cosine"
+    assert config.sparse_vectors["bm25"].modifier.value == "idf"
 
 
 def test_reindexing_changes_nothing_and_encodes_nothing(memory_index, tiny):
@@ -113,6 +115,7 @@ def test_hybrid_first_stage_fuses_bm25_with_dense(tiny):
     counter = count_encoded_texts(tiny)
     hybrid = index.search("zebra stripes", k=3, top_n=3, first_stage="hybrid")
     assert counter[0] == 1  # BM25-only hits are reranked with their stored vectors too
+    assert all(h.rerank_score is not None for h in hybrid)
     hybrid_ids = [h.id for h in hybrid]
     assert "zebra" in hybrid_ids  # the only BM25 match always makes the fused top 3
     assert set(hybrid_ids) <= set(dense_ids) | {"zebra"}

@@ -21,18 +21,18 @@ def search(
     k: Annotated[int, typer.Option(min=1, help="First-stage candidates to rerank.")] = 100,
     top_n: Annotated[int, typer.Option(min=1, help="Results to show.")] = 10,
     rerank: Annotated[bool, typer.Option("--rerank/--no-rerank", help="Rerank the candidates with ResRank.")] = True,
-    hybrid: Annotated[bool, typer.Option("--hybrid", help="Fuse BM25 with dense retrieval (RRF) as first stage.")] = False,
+    hybrid: Annotated[bool, typer.Option("--hybrid", help="Fuse BM25 (Qdrant sparse vectors) with dense retrieval (RRF) as first stage.")] = False,
 ) -> None:
     """Search COLLECTION for QUERY: Qdrant top-k, then one ResRank pass over the stored vectors."""
     from resrank_rag import ResRank
     from resrank_rag.index import ResRankIndex
 
-    store = ResRankIndex(ResRank.from_pretrained(model), collection, path=path, url=url, api_key=api_key)
-    if store.count() == 0:
-        raise typer.BadParameter(
-            f"collection {collection!r} is empty or missing; run `resrank index PATH --collection {collection}`"
-        )
-    hits = store.search(query, k=k, top_n=top_n, rerank=rerank, first_stage="hybrid" if hybrid else "dense")
+    with ResRankIndex(ResRank.from_pretrained(model), collection, path=path, url=url, api_key=api_key) as store:
+        if store.count() == 0:
+            raise typer.BadParameter(
+                f"collection {collection!r} is empty or missing; run `resrank index PATH --collection {collection}`"
+            )
+        hits = store.search(query, k=k, top_n=top_n, rerank=rerank, first_stage="hybrid" if hybrid else "dense")
     table = Table(title=f"{collection}: {query}")
     for column in ("rank", "id", "retrieval", "rerank", "text"):
         table.add_column(column, overflow="fold")

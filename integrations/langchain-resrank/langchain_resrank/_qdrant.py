@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from langchain_core.documents import Document
 from langchain_qdrant import QdrantVectorStore, RetrievalMode
+from qdrant_client import models
 
 from resrank_rag import ResRank
 
@@ -49,3 +50,40 @@ def stored_vectors(store: QdrantVectorStore, documents: Sequence[Document]) -> d
         for position, point in wanted.items()
         if str(point) in by_id
     }
+
+
+def search_with_vectors(
+    store: QdrantVectorStore, query_vector: np.ndarray, k: int, **options
+) -> tuple[list[Document], np.ndarray]:
+    """The store's dense top ``k`` for ``query_vector`` with their stored vectors, in one Qdrant call.
+
+    ``options`` are ``query_points`` arguments (``query_filter``, ``search_params``, ``score_threshold``,
+    ``consistency``). Documents are built as ``QdrantVectorStore`` builds them (``_id``, ``_collection_name``).
+    """
+    name = store.vector_name
+    points = store.client.query_points(
+        store.collection_name,
+        query=query_vector.tolist(),
+        using=name or None,
+        limit=k,
+        with_payload=True,
+        with_vectors=[name] if name else True,
+        **options,
+    ).points
+    documents = []
+    for point in points:
+        metadata = dict(point.payload.get(store.metadata_payload_key) or {})
+        metadata.update(_id=point.id, _collection_name=store.collection_name)
+        documents.append(Document(page_content=point.payload.get(store.content_payload_key, ""), metadata=metadata))
+    vectors = [point.vector[name] if isinstance(point.vector, dict) else point.vector for point in points]
+    return documents, np.asarray(vectors, dtype=np.float32) if vectors else np.zeros((0, 0), dtype=np.float32)
+
+
+def check_filter(value) -> models.Filter | None:
+    """A qdrant ``Filter`` (or None) as ``search_kwargs["filter"]``; anything else is refused."""
+    if value is not None and not isinstance(value, models.Filter):
+        raise TypeError(
+            f"search_kwargs['filter'] must be a qdrant_client.models.Filter, got {type(value).__name__}; e.g. "
+            "models.Filter(must=[models.FieldCondition(key='metadata.source', match=models.MatchValue(value='a'))])"
+        )
+    return value

@@ -69,13 +69,28 @@ class ResRankCompressor(BaseDocumentCompressor):
                 )
         return self
 
-    def rerank(self, documents: Sequence[Document], query: str, top_n: int | None = None) -> list[Document]:
-        """All ``documents`` (or the best ``top_n``) best first, as scored copies above ``score_threshold``."""
+    def rerank(
+        self,
+        documents: Sequence[Document],
+        query: str,
+        top_n: int | None = None,
+        *,
+        vectors: np.ndarray | None = None,
+        query_vector: np.ndarray | None = None,
+    ) -> list[Document]:
+        """All ``documents`` (or the best ``top_n``) best first, as scored copies above ``score_threshold``.
+
+        ``vectors`` (one per document) and ``query_vector`` skip fetching and encoding when the caller has them.
+        """
         documents = list(documents)
         if not documents:
             return []
         results = self.model.rerank(
-            query, [d.page_content for d in documents], top_n=top_n, vectors=self._vectors(documents)
+            query,
+            [d.page_content for d in documents],
+            top_n=top_n,
+            vectors=self._vectors(documents) if vectors is None else vectors,
+            query_vector=query_vector,
         )
         return [
             documents[r.index].model_copy(

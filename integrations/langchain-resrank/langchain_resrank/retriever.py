@@ -8,15 +8,20 @@ from typing import Any, Literal
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
-from langchain_qdrant import QdrantVectorStore
+from langchain_qdrant import QdrantVectorStore, RetrievalMode
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from langchain_resrank._models import load_model
+from langchain_resrank._qdrant import check_filter, holds_model_vectors, search_with_vectors
 from langchain_resrank.compressor import ResRankCompressor
 from langchain_resrank.embeddings import ResRankEmbeddings
 from resrank_rag import DEFAULT_MODEL, ResRank
 from resrank_rag.embedding_cache import EmbeddingCache
 from resrank_rag.index import ResRankIndex, SearchHit
+
+STORE_SEARCH_KWARGS = {"k", "filter", "search_params", "score_threshold", "consistency"}
+"""``search_kwargs`` a ``QdrantVectorStore`` first stage understands (as in ``similarity_search``)."""
+INDEX_SEARCH_KWARGS = {"k", "filter"}
 
 
 class ResRankRetriever(BaseRetriever):
@@ -25,7 +30,9 @@ class ResRankRetriever(BaseRetriever):
     ``k`` candidates are retrieved together with their stored vectors and reranked; the best ``top_n``
     (all ``k`` when None) are returned, each with ``relevance_score`` in its metadata. Both can be
     given per call: ``retriever.invoke(query, k=50, top_n=5)``. The model defaults to the one behind
-    the index or the store's ``ResRankEmbeddings``.
+    the index or the store's ``ResRankEmbeddings``. ``search_kwargs`` takes ``filter`` (a qdrant
+    ``Filter``) and ``k`` on both sources; a key that cannot apply is refused. The query is encoded once,
+    and one Qdrant call returns the candidates with their vectors (for a dense store of this model's vectors).
 
     Example:
         ```python
@@ -44,7 +51,8 @@ class ResRankRetriever(BaseRetriever):
     top_n: int | None = Field(default=None, gt=0)
     """How many reranked documents to return; None returns all ``k``."""
     search_kwargs: dict[str, Any] = Field(default_factory=dict)
-    """Extra arguments of ``QdrantVectorStore.similarity_search``, e.g. ``{"filter": ...}``."""
+    """First-stage arguments: ``filter`` and ``k``; with a vector store also ``search_params``,
+    ``score_threshold`` and ``consistency`` (as in ``QdrantVectorStore.similarity_search``)."""
     first_stage: Literal["dense", "hybrid"] = "dense"
     """``ResRankIndex`` first stage: dense, or dense fused with BM25."""
     cache: EmbeddingCache | None = Field(default=None, exclude=True)
@@ -52,6 +60,7 @@ class ResRankRetriever(BaseRetriever):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", protected_namespaces=())
     _compressor: ResRankCompressor | None = PrivateAttr(default=None)
+    _direct: bool = PrivateAttr(default=False)
 
     @model_validator(mode="after")
     def _prepare(self) -> ResRankRetriever:
@@ -70,9 +79,27 @@ class ResRankRetriever(BaseRetriever):
                 if isinstance(embeddings, ResRankEmbeddings)
                 else load_model(self.model_name, self.device)
             )
+        allowed = INDEX_SEARCH_KWARGS if self.index is not None else STORE_SEARCH_KWARGS
+        unknown = sorted(set(self.search_kwargs) - allowed)
+        if unknown:
+            source = "index=" if self.index is not None else "vector_store="
+            raise ValueError(f"search_kwargs {unknown} cannot apply with {source}; it takes {sorted(allowed)}")
+        check_filter(self.search_kwargs.get("filter"))
+        if self.index is not None:
+            from resrank_rag.index import check_filter as check_index_filter
+
+            check_index_filter(self.search_kwargs.get("filter"))
+        if "k" in self.search_kwargs:
+            k = _positive(self.search_kwargs["k"], "search_kwargs['k']")
+            if "k" in self.model_fields_set and k != self.k:
+                raise ValueError(f"k={self.k} and search_kwargs['k']={k} disagree; give one")
+            self.k = k
         if self.vector_store is not None:
             self._compressor = ResRankCompressor(
                 model=self.model, vector_store=self.vector_store, cache=self.cache, top_n=None
+            )
+            self._direct = self.vector_store.retrieval_mode == RetrievalMode.DENSE and holds_model_vectors(
+                self.vector_store, self.model
             )
         return self
 
@@ -81,10 +108,17 @@ class ResRankRetriever(BaseRetriever):
     ) -> list[Document]:
         k = _positive(self.k if k is None else k, "k")
         top_n = min(k, _positive((self.top_n or k) if top_n is None else top_n, "top_n"))
+        options = {key: value for key, value in self.search_kwargs.items() if key != "k"}
         if self.index is not None:
-            return [_document(hit) for hit in self.index.search(query, k=k, top_n=top_n, first_stage=self.first_stage)]
-        candidates = self.vector_store.similarity_search(query, k=k, **self.search_kwargs)
-        return self._compressor.rerank(candidates, query, top_n)
+            hits = self.index.search(query, k=k, top_n=top_n, first_stage=self.first_stage, filter=options.get("filter"))
+            return [_document(hit) for hit in hits]
+        if not self._direct:  # another embedding model, or a sparse/hybrid store: its own search, then rerank
+            candidates = self.vector_store.similarity_search(query, k=k, **options)
+            return self._compressor.rerank(candidates, query, top_n)
+        query_vector = self.model.encode_query(query)
+        options["query_filter"] = options.pop("filter", None)
+        candidates, vectors = search_with_vectors(self.vector_store, query_vector, k, **options)
+        return self._compressor.rerank(candidates, query, top_n, vectors=vectors, query_vector=query_vector)
 
     async def _aget_relevant_documents(
         self,
@@ -108,7 +142,7 @@ def _positive(value: Any, name: str) -> int:
 def _document(hit: SearchHit) -> Document:
     metadata = {
         **hit.metadata,
-        "doc_id": hit.id,
+        "doc_id": hit.doc_id,
         "retrieval_score": hit.retrieval_score,
         "relevance_score": hit.rerank_score,
     }

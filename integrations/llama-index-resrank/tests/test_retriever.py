@@ -68,7 +68,7 @@ def test_core_index_path(tiny, count_encodes, first_stage):
     index.index([index_module.Document(id=f"d{i}", text=t, metadata={"n": i}) for i, t in enumerate(texts)])
     counter = count_encodes(tiny)
     results = ResRankRetriever(index, tiny, k=3, top_n=2, first_stage=first_stage, cache=":memory:").retrieve(QUERY)
-    assert counter.passages == 0
+    assert (counter.passages, counter.queries) == (0, 1)  # the query is encoded once
     assert len(results) == 2 and all(isinstance(n, NodeWithScore) and type(n.score) is float for n in results)
     expected = tiny.rerank(QUERY, texts, top_n=2)
     assert [n.node.get_content() for n in results] == [r.text for r in expected]
@@ -83,3 +83,110 @@ def test_core_index_rejects_a_model_with_another_encoder(tiny):
     index = index_module.ResRankIndex(tiny, collection="docs", path=":memory:")
     with pytest.raises(ValueError, match="another encoder"):
         ResRankRetriever(index, tiny_resrank(seed=3), cache=":memory:")
+
+
+# ---------------------------------------------------------------- filters, one encode, async-only stores
+
+ZOO = ["Zebras have black and white stripes.", "Lions hunt zebras on the savanna.", "Qdrant stores vectors.",
+       "The Amazon river carries the most water.", "Rainbows show stripes of colour."]
+
+
+def core_index(tiny):
+    from resrank_rag.index import Document, ResRankIndex
+
+    index = ResRankIndex(tiny, collection="zoo", path=":memory:")
+    index.index([Document(f"d{i}", t, {"topic": "zoo" if "ebra" in t else "other", "n": i}) for i, t in enumerate(ZOO)])
+    return index
+
+
+def topic_filters(value):
+    from llama_index.core.vector_stores.types import MetadataFilter, MetadataFilters
+
+    return MetadataFilters(filters=[MetadataFilter(key="topic", value=value)])
+
+
+@pytest.mark.parametrize("first_stage", ["dense", "hybrid"])
+def test_core_index_path_encodes_the_query_once_and_honours_metadata_filters(tiny, count_encodes, first_stage):
+    index = core_index(tiny)
+    retriever = ResRankRetriever(index, k=5, top_n=5, first_stage=first_stage, filters=topic_filters("zoo"),
+                                 cache=":memory:")
+    counter = count_encodes(tiny)
+    results = retriever.retrieve("striped animals")
+    assert (counter.passages, counter.queries) == (0, 1)
+    assert sorted(n.node.node_id for n in results) == ["d0", "d1"]
+
+
+def test_core_index_path_honours_qdrant_filters_too(tiny):
+    from qdrant_client import models
+
+    only_d3 = models.Filter(must=[models.FieldCondition(key="doc_id", match=models.MatchValue(value="d3"))])
+    retriever = ResRankRetriever(core_index(tiny), k=5, qdrant_filters=only_d3, filters=topic_filters("other"),
+                                 cache=":memory:")
+    assert [n.node.node_id for n in retriever.retrieve("water")] == ["d3"]
+    both_fail = ResRankRetriever(core_index(tiny), k=5, qdrant_filters=only_d3, filters=topic_filters("zoo"),
+                                 cache=":memory:")
+    assert both_fail.retrieve("water") == []  # both filters apply, neither replaces the other
+
+
+def test_a_query_bundle_embedding_is_used_instead_of_encoding(tiny, count_encodes, qdrant):
+    from llama_index.core.schema import QueryBundle
+
+    index = core_index(tiny)
+    bundle = QueryBundle(query_str=QUERY, embedding=tiny.encode_query(QUERY).tolist())
+    counter = count_encodes(tiny)
+    for store in (index, qdrant[1]):
+        assert ResRankRetriever(store, tiny, k=4, top_n=2, cache=":memory:").retrieve(bundle)
+    assert (counter.passages, counter.queries) == (0, 0)
+    wrong = QueryBundle(query_str=QUERY, embedding=[0.1, 0.2])
+    with pytest.raises(ValueError, match="2 dimensions"):
+        ResRankRetriever(index, k=4, cache=":memory:").retrieve(wrong)
+
+
+def test_qdrant_path_honours_metadata_filters_with_the_stores_builder(tiny, qdrant, count_encodes):
+    retriever = ResRankRetriever(qdrant[1], tiny, k=8, top_n=8, filters=topic_filters("geography"), cache=":memory:")
+    counter = count_encodes(tiny)
+    results = retriever.retrieve(QUERY)
+    assert (counter.passages, counter.queries) == (0, 1)
+    assert {n.node.metadata["topic"] for n in results} == {"geography"} and len(results) == 2
+
+
+def test_arguments_that_cannot_apply_are_refused(tiny, qdrant):
+    with pytest.raises(ValueError, match="first_stage='hybrid' needs a resrank_rag ResRankIndex"):
+        ResRankRetriever(qdrant[1], tiny, first_stage="hybrid", cache=":memory:")
+    with pytest.raises(ValueError, match="first_stage must be"):
+        ResRankRetriever(core_index(tiny), first_stage="sparse", cache=":memory:")
+    with pytest.raises(TypeError, match="qdrant_client.models.Filter"):
+        ResRankRetriever(qdrant[1], tiny, qdrant_filters={"topic": "geography"}, cache=":memory:")
+    with pytest.raises(TypeError, match="MetadataFilters"):
+        ResRankRetriever(qdrant[1], tiny, filters={"topic": "geography"}, cache=":memory:")
+    from qdrant_client import models
+
+    bare = models.Filter(must=[models.FieldCondition(key="topic", match=models.MatchValue(value="zoo"))])
+    with pytest.raises(ValueError, match="'metadata.topic'"):
+        ResRankRetriever(core_index(tiny), qdrant_filters=bare, cache=":memory:")
+
+
+async def test_a_store_with_only_an_async_client_works_in_aretrieve_and_apostprocess(tiny, documents, count_encodes):
+    from llama_index.core.node_parser import SentenceSplitter
+    from llama_index.vector_stores.qdrant import QdrantVectorStore
+    from qdrant_client import AsyncQdrantClient
+
+    embed = ResRankEmbedding(model=tiny, cache=":memory:")
+    nodes = SentenceSplitter(chunk_size=512).get_nodes_from_documents(documents)
+    for node, vector in zip(nodes, embed.get_text_embedding_batch([n.get_content() for n in nodes])):
+        node.embedding = vector
+    store = QdrantVectorStore(collection_name="async-only", aclient=AsyncQdrantClient(location=":memory:"))
+    assert store.client is None
+    await store.async_add(nodes)
+
+    counter = count_encodes(tiny)
+    results = await ResRankRetriever(store, tiny, k=6, top_n=3, cache=":memory:").aretrieve(QUERY)
+    assert len(results) == 3 and (counter.passages, counter.queries) == (0, 1)
+    with pytest.raises(ValueError, match="only an async client"):
+        ResRankRetriever(store, tiny, k=6, cache=":memory:").retrieve(QUERY)
+
+    bare = [NodeWithScore(node=n.node.model_copy(update={"embedding": None}), score=n.score) for n in results]
+    reranker = ResRankRerank(model=tiny, top_n=2, vector_store=store, cache=":memory:")
+    reranked = await reranker.apostprocess_nodes(bare, query_str=QUERY)
+    assert counter.passages == 0  # the vectors came through the async client
+    assert [n.node.node_id for n in reranked] == [n.node.node_id for n in results[:2]]

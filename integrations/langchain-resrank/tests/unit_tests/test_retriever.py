@@ -104,3 +104,74 @@ def test_in_an_lcel_chain(tiny_store, memory_cache):
     answer = chain.invoke(QUERY)
     top = [d.page_content for d in retriever.invoke(QUERY)]
     assert answer == f"Human: Context:\n{top[0]}\n{top[1]}\n\nQuestion: {QUERY}"
+
+
+# ---------------------------------------------------------------- filters, k and one encode on both sources
+
+
+def count_encodes(model, monkeypatch):
+    counts = {"passages": 0, "queries": 0}
+    encode, encode_queries = model.encode, model.encode_queries
+    monkeypatch.setattr(model, "encode", lambda t, *a, **kw: counts.__setitem__("passages", counts["passages"] + len(t))
+                        or encode(t, *a, **kw))
+    monkeypatch.setattr(model, "encode_queries", lambda t, *a, **kw: counts.__setitem__("queries", counts["queries"]
+                        + len(t)) or encode_queries(t, *a, **kw))
+    return counts
+
+
+def core_index(model):
+    index = ResRankIndex(model, "core", path=":memory:")
+    texts = ["the heart pumps blood", "pumps move water", "blood carries oxygen", "bread rises", "rust is iron oxide"]
+    index.index([IndexDocument(f"d{i}", t, {"source": f"doc-{i}"}) for i, t in enumerate(texts)])
+    return index
+
+
+def only(source):
+    from qdrant_client import models
+
+    return models.Filter(must=[models.FieldCondition(key="metadata.source", match=models.MatchValue(value=source))])
+
+
+@pytest.mark.parametrize("first_stage", ["dense", "hybrid"])
+def test_search_kwargs_filter_and_k_reach_the_core_index(tiny_model, monkeypatch, first_stage):
+    index = core_index(tiny_model)
+    retriever = ResRankRetriever(index=index, first_stage=first_stage, search_kwargs={"filter": only("doc-3")})
+    counts = count_encodes(tiny_model, monkeypatch)
+    assert [d.metadata["source"] for d in retriever.invoke(QUERY)] == ["doc-3"]
+    assert counts == {"passages": 0, "queries": 1}
+    assert len(ResRankRetriever(index=index, search_kwargs={"k": 2}).invoke(QUERY)) == 2
+
+
+def test_the_store_path_encodes_once_and_makes_one_qdrant_call(tiny_model, tiny_store, memory_cache, monkeypatch):
+    retriever = ResRankRetriever(vector_store=tiny_store, cache=memory_cache, search_kwargs={"k": 5})
+    calls = []
+    for name in ("query_points", "retrieve", "scroll", "query_batch_points"):
+        original = getattr(tiny_store.client, name)
+        monkeypatch.setattr(tiny_store.client, name, lambda *a, _o=original, _n=name, **kw: calls.append(_n) or _o(*a, **kw))
+    counts = count_encodes(tiny_model, monkeypatch)
+    found = retriever.invoke(QUERY)
+    assert calls == ["query_points"] and counts == {"passages": 0, "queries": 1}
+    expected = tiny_model.rerank(QUERY, [d.page_content for d in tiny_store.similarity_search(QUERY, k=5)])
+    assert [d.page_content for d in found] == [r.text for r in expected]
+    assert all(d.metadata["_collection_name"] == "tiny" and "_id" in d.metadata for d in found)
+    filtered = ResRankRetriever(vector_store=tiny_store, cache=memory_cache, search_kwargs={"filter": only("doc-2")})
+    assert [d.metadata["source"] for d in filtered.invoke(QUERY)] == ["doc-2"]
+
+
+def test_search_kwargs_that_cannot_apply_are_refused(tiny_model, tiny_store, memory_cache):
+    index = core_index(tiny_model)
+    with pytest.raises(TypeError, match="qdrant_client.models.Filter"):
+        ResRankRetriever(index=index, search_kwargs={"filter": {"source": "doc-3"}})
+    with pytest.raises(TypeError, match="qdrant_client.models.Filter"):
+        ResRankRetriever(vector_store=tiny_store, cache=memory_cache, search_kwargs={"filter": "source == doc-3"})
+    with pytest.raises(ValueError, match=r"\['score_threshold'\] cannot apply with index="):
+        ResRankRetriever(index=index, search_kwargs={"score_threshold": 0.5})
+    with pytest.raises(ValueError, match=r"\['fetch_k'\] cannot apply with vector_store="):
+        ResRankRetriever(vector_store=tiny_store, cache=memory_cache, search_kwargs={"fetch_k": 20})
+    from qdrant_client import models
+
+    bare = models.Filter(must=[models.FieldCondition(key="source", match=models.MatchValue(value="doc-3"))])
+    with pytest.raises(ValueError, match="'metadata.source'"):
+        ResRankRetriever(index=index, search_kwargs={"filter": bare})
+    with pytest.raises(ValueError, match="disagree"):
+        ResRankRetriever(index=index, k=3, search_kwargs={"k": 4})

@@ -106,7 +106,17 @@ class ResRankRerank(BaseNodePostprocessor):
     async def _apostprocess_nodes(
         self, nodes: List[NodeWithScore], query_bundle: Optional[QueryBundle] = None
     ) -> List[NodeWithScore]:
-        """Rerank in a worker thread so the event loop keeps serving while the model runs."""
+        """Rerank in a worker thread so the event loop keeps serving while the model runs.
+
+        Stored vectors of nodes without an embedding are fetched through the store's async client when it
+        has one (a store built with only ``aclient=`` works here).
+        """
+        store = self._vector_store
+        if self.use_stored_embeddings and store is not None and async_client(store) is not None:
+            missing = [n.node.node_id for n in nodes if n.node.embedding is None]
+            if missing:
+                stored = await _astored_vectors(store, missing)
+                nodes = [_with_embedding(n, stored.get(n.node.node_id)) for n in nodes]
         return await asyncio.to_thread(self._postprocess_nodes, nodes, query_bundle)
 
     def _rerank(self, nodes: List[NodeWithScore], query_bundle: QueryBundle) -> List[NodeWithScore]:
@@ -138,7 +148,7 @@ class ResRankRerank(BaseNodePostprocessor):
         vectors: List[Optional[List[float]]] = [None] * len(nodes)
         if self.use_stored_embeddings:
             vectors = [n.node.embedding for n in nodes]
-            if self._vector_store is not None and None in vectors:
+            if self._vector_store is not None and None in vectors and sync_client(self._vector_store) is not None:
                 stored = _stored_vectors(self._vector_store, [n.node.node_id for n, v in zip(nodes, vectors) if v is None])
                 vectors = [stored.get(n.node.node_id) if v is None else v for n, v in zip(nodes, vectors)]
             wrong = sum(v is not None and len(v) != dim for v in vectors)
@@ -156,15 +166,47 @@ class ResRankRerank(BaseNodePostprocessor):
         return np.asarray(vectors, dtype=np.float32)
 
 
-def _stored_vectors(vector_store: Any, node_ids: List[str]) -> Dict[str, List[float]]:
-    """Dense vectors that a QdrantVectorStore holds for these node ids (its point ids)."""
+def sync_client(vector_store: Any) -> Any:
+    """The QdrantVectorStore's sync client, None when it was built with only ``aclient=``."""
+    return vector_store.client
+
+
+def async_client(vector_store: Any) -> Any:
+    """The QdrantVectorStore's async client, None when it has none."""
+    return getattr(vector_store, "_aclient", None)
+
+
+def _with_embedding(node: NodeWithScore, vector: Optional[List[float]]) -> NodeWithScore:
+    if vector is None:
+        return node
+    copy = node.node.model_copy()
+    copy.embedding = list(vector)
+    return NodeWithScore(node=copy, score=node.score)
+
+
+def _retrieve_options(vector_store: Any, node_ids: List[str]) -> Dict[str, Any]:
     name = vector_store.dense_vector_name
-    points = vector_store.client.retrieve(
+    return dict(
         collection_name=vector_store.collection_name,
         ids=node_ids,
         with_payload=False,
         with_vectors=[name] if name else True,
     )
+
+
+def _stored_vectors(vector_store: Any, node_ids: List[str]) -> Dict[str, List[float]]:
+    """Dense vectors that a QdrantVectorStore holds for these node ids (its point ids)."""
+    return _vectors_by_id(vector_store, sync_client(vector_store).retrieve(**_retrieve_options(vector_store, node_ids)))
+
+
+async def _astored_vectors(vector_store: Any, node_ids: List[str]) -> Dict[str, List[float]]:
+    """``_stored_vectors`` through the store's async client."""
+    points = await async_client(vector_store).retrieve(**_retrieve_options(vector_store, node_ids))
+    return _vectors_by_id(vector_store, points)
+
+
+def _vectors_by_id(vector_store: Any, points: List[Any]) -> Dict[str, List[float]]:
+    name = vector_store.dense_vector_name
     found = {}
     for point in points:
         vector = point.vector.get(name) if isinstance(point.vector, dict) else point.vector

@@ -6,21 +6,26 @@ import asyncio
 from pathlib import Path
 from typing import Any, List, Optional, Union
 
+import numpy as np
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+from llama_index.core.vector_stores.types import MetadataFilters
 from llama_index.postprocessor.resrank_rerank import ResRankRerank
+from llama_index.postprocessor.resrank_rerank.base import async_client, sync_client
+from qdrant_client import models
 from resrank_rag import DEFAULT_MODEL, ResRank
 from resrank_rag.embedding_cache import EmbeddingCache
-
 
 class ResRankRetriever(BaseRetriever):
     """Retrieve ``k`` candidates together with their stored vectors, rerank them to ``top_n`` in one pass.
 
     ``store`` is a llama_index ``QdrantVectorStore`` whose nodes were embedded by ``ResRankEmbedding``
-    with the same model (``qdrant_filters``: an optional qdrant ``Filter``), or a core
-    ``resrank_rag.index.ResRankIndex`` (``first_stage``: "dense" or "hybrid"). Passages are never
-    re-encoded: the first stage returns their vectors and the reranker reads them.
+    with the same model (its sync ``client`` or, for ``aretrieve``, its ``aclient``), or a core
+    ``resrank_rag.index.ResRankIndex`` (``first_stage``: "dense" or "hybrid"). ``filters``
+    (``MetadataFilters``) and ``qdrant_filters`` (a qdrant ``Filter``) restrict the first stage on both;
+    given together, both apply. The query is encoded once (not at all when the ``QueryBundle`` carries
+    its embedding); passages are never re-encoded: the first stage returns their vectors.
     """
 
     def __init__(
@@ -34,18 +39,31 @@ class ResRankRetriever(BaseRetriever):
         top_n: int = 10,
         score_threshold: Optional[float] = None,
         keep_retrieval_score: bool = False,
+        filters: Optional[MetadataFilters] = None,
         qdrant_filters: Any = None,
         first_stage: str = "dense",
         cache: Union[EmbeddingCache, str, Path, None] = None,
         callback_manager: Optional[CallbackManager] = None,
         verbose: bool = False,
     ) -> None:
-        if not (hasattr(store, "dense_vector_name") or hasattr(store, "retrieve_with_vectors")):
+        core = hasattr(store, "retrieve_with_vectors")
+        if not (core or hasattr(store, "dense_vector_name")):
             raise TypeError(
                 f"store must be a llama_index QdrantVectorStore or a resrank_rag ResRankIndex, got {type(store).__name__}"
             )
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k (candidates to retrieve) must be a positive integer, got {k!r}")
+        if first_stage not in ("dense", "hybrid"):
+            raise ValueError(f"first_stage must be 'dense' or 'hybrid', got {first_stage!r}")
+        if first_stage != "dense" and not core:
+            raise ValueError(
+                "first_stage='hybrid' needs a resrank_rag ResRankIndex (it stores BM25 beside the vectors); "
+                "a QdrantVectorStore is searched dense"
+            )
+        if filters is not None and not isinstance(filters, MetadataFilters):
+            raise TypeError(f"filters must be llama_index MetadataFilters, got {type(filters).__name__}")
+        if qdrant_filters is not None and not isinstance(qdrant_filters, models.Filter):
+            raise TypeError(f"qdrant_filters must be a qdrant_client.models.Filter, got {type(qdrant_filters).__name__}")
         store_model = getattr(store, "model", None)  # a ResRankIndex holds its model
         if model is None:
             model = store_model
@@ -53,8 +71,13 @@ class ResRankRetriever(BaseRetriever):
             raise ValueError("model has another encoder than the ResRankIndex; pass the index's model or none")
         super().__init__(callback_manager=callback_manager, verbose=verbose)
         self._store = store
+        self._core = core
         self._k = k
-        self._qdrant_filters = qdrant_filters
+        self._filter = _combine(_metadata_filter(store, filters, core), qdrant_filters)
+        if core:
+            from resrank_rag.index import check_filter
+
+            check_filter(self._filter)  # a key outside the index payload fails now, not at the first query
         self._first_stage = first_stage
         self._reranker = ResRankRerank(
             top_n=top_n,
@@ -63,7 +86,7 @@ class ResRankRetriever(BaseRetriever):
             device=device,
             score_threshold=score_threshold,
             keep_retrieval_score=keep_retrieval_score,
-            vector_store=store if hasattr(store, "dense_vector_name") else None,
+            vector_store=None if core else store,
             cache=cache,
             callback_manager=self.callback_manager,
         )
@@ -72,45 +95,128 @@ class ResRankRetriever(BaseRetriever):
     def reranker(self) -> ResRankRerank:
         return self._reranker
 
+    def _query_vector(self, query_bundle: QueryBundle) -> Optional[np.ndarray]:
+        """The bundle's embedding when it has one (it must be this model's), else None."""
+        if query_bundle.embedding is None:
+            return None
+        dim = self._reranker.model.embedding_dim
+        if len(query_bundle.embedding) != dim:
+            raise ValueError(
+                f"query_bundle.embedding has {len(query_bundle.embedding)} dimensions but the ResRank model has {dim}; "
+                "embed the query with ResRankEmbedding over the same model, or leave the embedding out"
+            )
+        return np.asarray(query_bundle.embedding, dtype=np.float32)
+
     def _retrieve(self, query_bundle: QueryBundle) -> List[NodeWithScore]:
-        model = self._reranker.model
-        query_vector = model.encode_query(query_bundle.query_str)
-        if hasattr(self._store, "retrieve_with_vectors"):
-            candidates = self._from_core_index(query_bundle.query_str)
+        query = query_bundle.query_str
+        vector = self._query_vector(query_bundle)
+        if self._core:
+            candidates, vector = self._from_core_index(query, vector)
         else:
-            candidates = self._from_qdrant(query_vector.tolist())
-        rerank_query = QueryBundle(query_str=query_bundle.query_str, embedding=query_vector.tolist())
-        return self._reranker.postprocess_nodes(candidates, rerank_query)
+            if vector is None:
+                vector = self._reranker.model.encode_query(query)
+            candidates = self._from_qdrant(vector)
+        return self._reranker.postprocess_nodes(candidates, QueryBundle(query_str=query, embedding=vector.tolist()))
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> List[NodeWithScore]:
-        return await asyncio.to_thread(self._retrieve, query_bundle)
+        query = query_bundle.query_str
+        vector = self._query_vector(query_bundle)
+        if self._core:
+            candidates, vector = await asyncio.to_thread(self._from_core_index, query, vector)
+        else:
+            if vector is None:
+                vector = await asyncio.to_thread(self._reranker.model.encode_query, query)
+            if async_client(self._store) is not None:
+                candidates = await self._afrom_qdrant(vector)
+            else:
+                candidates = await asyncio.to_thread(self._from_qdrant, vector)
+        bundle = QueryBundle(query_str=query, embedding=vector.tolist())
+        return await self._reranker.apostprocess_nodes(candidates, bundle)
 
-    def _from_qdrant(self, query_vector: List[float]) -> List[NodeWithScore]:
-        store = self._store
-        if not store.client.collection_exists(store.collection_name):
-            raise ValueError(
-                f"Qdrant collection {store.collection_name!r} does not exist; index documents into it first "
-                "(VectorStoreIndex.from_documents(..., storage_context=..., embed_model=ResRankEmbedding(...)))"
-            )
-        name = store.dense_vector_name
-        response = store.client.query_points(
-            collection_name=store.collection_name,
-            query=query_vector,
+    def _query_options(self, vector: np.ndarray) -> dict:
+        name = self._store.dense_vector_name
+        return dict(
+            collection_name=self._store.collection_name,
+            query=vector.tolist(),
             using=name or None,
             limit=self._k,
-            query_filter=self._qdrant_filters,
+            query_filter=self._filter,
             with_payload=True,
             with_vectors=[name] if name else True,
         )
-        result = store.parse_to_query_result(response.points)
+
+    def _missing(self) -> ValueError:
+        return ValueError(
+            f"Qdrant collection {self._store.collection_name!r} does not exist; index documents into it first "
+            "(VectorStoreIndex.from_documents(..., storage_context=..., embed_model=ResRankEmbedding(...)))"
+        )
+
+    def _from_qdrant(self, vector: np.ndarray) -> List[NodeWithScore]:
+        client = sync_client(self._store)
+        if client is None:
+            raise ValueError("this QdrantVectorStore has only an async client (aclient=); call aretrieve, or pass client=")
+        if not client.collection_exists(self._store.collection_name):
+            raise self._missing()
+        return self._nodes(client.query_points(**self._query_options(vector)).points)
+
+    async def _afrom_qdrant(self, vector: np.ndarray) -> List[NodeWithScore]:
+        client = async_client(self._store)
+        if not await client.collection_exists(self._store.collection_name):
+            raise self._missing()
+        return self._nodes((await client.query_points(**self._query_options(vector))).points)
+
+    def _nodes(self, points: list) -> List[NodeWithScore]:
+        result = self._store.parse_to_query_result(points)
         return [NodeWithScore(node=node, score=float(score)) for node, score in zip(result.nodes, result.similarities)]
 
-    def _from_core_index(self, query: str) -> List[NodeWithScore]:
-        hits, vectors = self._store.retrieve_with_vectors(query, self._k, first_stage=self._first_stage)
-        return [
+    def _from_core_index(self, query: str, vector: Optional[np.ndarray]):
+        if vector is None:
+            vector = self._reranker.model.encode_query(query)
+        hits, vectors = self._store.retrieve_with_vectors(
+            query, self._k, first_stage=self._first_stage, filter=self._filter, query_vector=vector
+        )
+        nodes = [
             NodeWithScore(
-                node=TextNode(id_=str(hit.id), text=hit.text, metadata=dict(hit.metadata), embedding=vector.tolist()),
+                node=TextNode(id_=str(hit.id), text=hit.text, metadata=dict(hit.metadata), embedding=stored.tolist()),
                 score=float(hit.retrieval_score),
             )
-            for hit, vector in zip(hits, vectors)
+            for hit, stored in zip(hits, vectors)
         ]
+        return nodes, vector
+
+
+def _metadata_filter(store: Any, filters: Optional[MetadataFilters], core: bool) -> Optional[models.Filter]:
+    """``filters`` as a qdrant Filter, built by the QdrantVectorStore's own builder.
+
+    A ResRankIndex keeps node metadata under ``metadata.`` in the payload, so its keys get that prefix.
+    """
+    if filters is None or not filters.filters:
+        return None
+    from llama_index.vector_stores.qdrant import QdrantVectorStore
+
+    builder = QdrantVectorStore.__new__(QdrantVectorStore) if core else store  # the builder reads no state
+    built = builder._build_subfilter(filters)
+    return _prefixed(built, "metadata.") if core else built
+
+
+def _prefixed(condition: Any, prefix: str) -> Any:
+    """A copy of a qdrant filter whose payload keys start with ``prefix``."""
+    if isinstance(condition, models.Filter):
+        parts = {}
+        for name in ("must", "should", "must_not"):
+            part = getattr(condition, name)
+            if part is not None:
+                parts[name] = [_prefixed(c, prefix) for c in (part if isinstance(part, list) else [part])]
+        return condition.model_copy(update=parts)
+    if isinstance(condition, models.FieldCondition):
+        return condition.model_copy(update={"key": prefix + condition.key})
+    if isinstance(condition, models.IsEmptyCondition):
+        return models.IsEmptyCondition(is_empty=models.PayloadField(key=prefix + condition.is_empty.key))
+    return condition
+
+
+def _combine(*filters: Optional[models.Filter]) -> Optional[models.Filter]:
+    given = [f for f in filters if f is not None]
+    if len(given) < 2:
+        return given[0] if given else None
+    return models.Filter(must=given)
