@@ -17,6 +17,8 @@ from resrank_rag import backbones
 from resrank_rag.config import CONFIG_FILE, ResRankConfig
 from resrank_rag.encoder import TextEncoder, clean_texts
 from resrank_rag.features import candidate_features, feature_width
+from resrank_rag.inference import prepare_for_inference
+from resrank_rag.precision import check_precision
 from resrank_rag.results import RerankResult
 
 HEADS_FILE = "heads.safetensors"
@@ -54,6 +56,9 @@ class ResRank(nn.Module):
     zero at initialisation: per-candidate features added to the passage positions
     (``candidate_features``), a per-query prior weight (``adaptive_prior``), a scalar score head.
     """
+
+    precision = "fp32"
+    """What the reranker LM runs at (``from_pretrained`` sets it; reduced precisions are inference-only)."""
 
     def __init__(self, config: ResRankConfig, encoder: TextEncoder, reranker: nn.Module, reranker_tokenizer):
         super().__init__()
@@ -104,14 +109,31 @@ class ResRank(nn.Module):
         return cls(config, encoder, rr_model, rr_tok)
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path = DEFAULT_MODEL, device: str | None = None) -> ResRank:
-        """Load a checkpoint folder, a packaged model name (default ``resrank-minilm-smollm2``) or a hub id."""
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path = DEFAULT_MODEL,
+        device: str | None = None,
+        *,
+        precision: str = "auto",
+        merge_lora: bool = True,
+        warm_start: bool = True,
+    ) -> ResRank:
+        """Load a checkpoint folder, a packaged model name (default ``resrank-minilm-smollm2``) or a hub id,
+        ready for inference (resrank_rag/inference.py, docs/precision.md).
+
+        ``precision``: the reranker LM's ``fp32``, ``bf16``, ``fp16`` (CUDA) or ``int8`` (CPU); ``auto``
+        picks the fastest one measured to keep the ranking on this hardware. ``merge_lora`` folds LoRA
+        adapters into the weights; ``warm_start`` runs one tiny rerank. To train, load with
+        ``precision="fp32", merge_lora=False``.
+        """
+        check_precision(precision)  # fail before the slow loading
         folder = cls._locate(str(name_or_path))
         if folder is None:
             model = cls.from_config(KNOWN_MODELS[str(name_or_path)])
         else:
             model = cls._load_folder(folder)
-        return model.to(device) if device else model
+        model = model.to(device) if device else model
+        return prepare_for_inference(model, precision, merge_lora, warm_start)
 
     @classmethod
     def untrained(cls, name_or_path: str | Path = DEFAULT_MODEL) -> ResRank:
@@ -180,6 +202,8 @@ class ResRank(nn.Module):
 
     def save_pretrained(self, folder: str | Path) -> None:
         """Write config, heads and, per backbone, nothing (reference), a LoRA adapter, or full weights."""
+        if self.precision != "fp32":
+            raise ValueError(f"this model runs at precision={self.precision!r}; load it with precision='fp32' to save it")
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.config.save(folder)

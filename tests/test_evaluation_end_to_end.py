@@ -148,27 +148,39 @@ def test_cli_bench_measures_latency_and_throughput(beir, tiny_checkpoint, tmp_pa
                                       "--repeats", "2", "--index-passages", "8", "--no-memory", "--output", str(out)])
     assert result.exit_code == 0, result.output
     saved = json.loads((out / "bench.json").read_text())
-    assert saved["ks"] == [2, 4]
-    assert saved["runs"]["resrank (stored vectors)"] == [2, 2] and saved["runs"]["fulltext-listwise"] == [1, 1]
+    assert saved["ks"] == [2, 4] and saved["precisions"] == ["fp32", "bf16", "int8"]
+    for precision in saved["precisions"]:  # every precision side by side, in the same run
+        assert saved["runs"][f"resrank (stored vectors) [{precision}]"] == [2, 2]
+        assert saved["runs"][f"fulltext-listwise [{precision}]"] == [1, 1]
     assert all(v > 0 for values in saved["median_ms"].values() for v in values)
-    ratio = saved["ratios"]["fulltext-listwise / resrank (stored vectors)"]
-    assert ratio[1] == pytest.approx(saved["median_ms"]["fulltext-listwise"][1] / saved["median_ms"]["resrank (stored vectors)"][1])
+    ms = saved["median_ms"]
+    ratio = saved["ratios"]["fulltext-listwise [int8] / resrank (stored vectors) [int8]"]
+    assert ratio[1] == pytest.approx(ms["fulltext-listwise [int8]"][1] / ms["resrank (stored vectors) [int8]"][1])
+    speedup = saved["ratios"]["speed-up of resrank (stored vectors) [bf16] over fp32"]
+    assert speedup[0] == pytest.approx(ms["resrank (stored vectors) [fp32]"][0] / ms["resrank (stored vectors) [bf16]"][0])
     assert set(saved["throughput"]) == {"resrank encode", "sentence-transformers encode"}
     assert saved["memory_mb"] == {}
     assert (out / "bench.png").read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.slow  # three fresh Python processes, each importing torch and transformers
+def test_cli_bench_explains_a_bad_precision(beir, tiny_checkpoint):
+    result = CliRunner().invoke(app, ["bench", "--data", str(beir), "--model", str(tiny_checkpoint), "--precision", "fp16", "--no-memory"])
+    assert result.exit_code != 0 and "slow on CPUs" in result.output
+
+
+@pytest.mark.slow  # fresh Python processes, each importing torch and transformers
 def test_peak_memory_probes_one_fresh_process_per_method(tiny_checkpoint):
     from resrank_rag import ResRank
-    from resrank_rag.evaluation.bench import METHODS, peak_memory
+    from resrank_rag.evaluation.bench import METHODS, NO_WARM_START, label, peak_memory
 
     texts = [f"passage {i}" for i in range(4)]
     vectors = ResRank.from_pretrained(str(tiny_checkpoint)).encode(texts)
-    memory = peak_memory(str(tiny_checkpoint), "a query", texts, vectors)
-    assert set(memory) == set(METHODS)
+    memory = peak_memory(str(tiny_checkpoint), "a query", texts, vectors, precisions=["fp32", "int8"])
+    expected = {label(m, p) for m in METHODS for p in ("fp32", "int8")}
+    assert set(memory) == expected | {f"{label(METHODS[0], p)}, {NO_WARM_START}" for p in ("fp32", "int8")}
     for method, values in memory.items():
         assert values["after rerank"] >= values["after load"] > 50, method
+        assert values["first call ms"] > 0, method
 
 
 def test_harness_reports_the_lm_off_baseline_with_a_paired_test(beir, tmp_path):

@@ -32,6 +32,8 @@ class DemoSettings:
     first_stage: str = "hybrid"
     max_new_tokens: int = 96
     index_path: str | None = None
+    precision: str = "auto"
+    """The reranker LM's precision (``ResRank.from_pretrained``; docs/precision.md)."""
 
 
 def describe_ranking(model) -> tuple[bool, str]:
@@ -63,7 +65,7 @@ def build(settings: DemoSettings, model=None, generator=None) -> tuple[DocQA, di
         from resrank_rag import ResRank
 
         console.print(f"[bold]demo:[/] loading ResRank {settings.model}")
-        model = ResRank.from_pretrained(settings.model)
+        model = ResRank.from_pretrained(settings.model, precision=settings.precision)
     slug = "".join(c if c.isalnum() else "-" for c in label.split(" (")[0].lower())[:40]
     console.print(f"[bold]demo:[/] {len(chunks)} chunks from {label}")
     index = open_index(model, chunks, slug, settings.index_path)
@@ -82,6 +84,7 @@ def build(settings: DemoSettings, model=None, generator=None) -> tuple[DocQA, di
         "corpus": label,
         "documents": len(chunks),
         "model": model.name + (" (untrained)" if untrained else ""),
+        "precision": model.precision,
         "first_stage": settings.first_stage,
         "k": settings.k,
         "generator": generator.name,

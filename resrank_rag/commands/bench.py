@@ -1,4 +1,4 @@
-"""`resrank bench`: rerank latency vs K, peak memory and indexing throughput; table, JSON and PNG."""
+"""`resrank bench`: rerank latency vs K at every precision, peak memory, first call, indexing throughput; table, JSON, PNG."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from rich.table import Table
 
 from resrank_rag.model import DEFAULT_MODEL
 
+DEFAULT_PRECISIONS = ("fp32", "bf16", "int8")
+
 
 def passages_and_query(data: Path, split: str, count: int) -> tuple[str, list[str]]:
     """The first judged query and ``count`` passages: its first-stage candidates, then other queries'."""
@@ -30,19 +32,22 @@ def passages_and_query(data: Path, split: str, count: int) -> tuple[str, list[st
 
 
 def bench_tables(report) -> list[Table]:
-    latency = Table(title="Rerank latency (median ms) vs candidates K")
-    latency.add_column("method")
+    latency = Table(title="Rerank latency (median ms) vs candidates K, every precision in one interleaved run")
+    latency.add_column("method [precision]")
     for k in report.ks:
         latency.add_column(f"K={k}", justify="right")
     for method, values in report.median_ms.items():
         latency.add_row(method, *("-" if v is None else f"{v:,.1f}" for v in values))
     for label, values in report.ratios.items():
-        latency.add_row(f"[italic]ratio {label}", *("-" if v is None else f"{v:,.1f}x" for v in values))
-    memory = Table(title=f"Peak resident memory of a fresh process (VmHWM, MB), rerank at K={report.settings.get('memory_k')}")
-    for column in ("method", "after load", "after one rerank"):
-        memory.add_column(column, justify="left" if column == "method" else "right")
+        latency.add_row(f"[italic]{label}", *("-" if v is None else f"{v:,.1f}x" for v in values))
+    memory = Table(title=f"Fresh process per row, rerank at K={report.settings.get('memory_k')}: peak resident memory (VmHWM, MB) and call times")
+    columns = ("method [precision]", "after load MB", "after rerank MB", "first call ms", "steady ms")
+    for column in columns:
+        memory.add_column(column, justify="left" if column == columns[0] else "right")
     for method, values in report.memory_mb.items():
-        memory.add_row(method, f"{values['after load']:,.0f}", f"{values['after rerank']:,.0f}")
+        steady = values.get("steady ms")
+        memory.add_row(method, f"{values['after load']:,.0f}", f"{values['after rerank']:,.0f}",
+                       f"{values['first call ms']:,.1f}", "-" if steady is None else f"{steady:,.1f}")
     speed = Table(title="Indexing throughput (passages/s, best of 2)")
     speed.add_column("encoder")
     speed.add_column("passages/s", justify="right")
@@ -62,33 +67,38 @@ def bench_command(
     memory_k: Annotated[int | None, typer.Option(min=1, help="Candidates reranked in the memory probes (default: the largest K).")] = None,
     passage_tokens: Annotated[int, typer.Option(min=8, help="Token budget per passage for fulltext-listwise.")] = 100,
     index_passages: Annotated[int, typer.Option(min=1, help="Passages encoded for the throughput test.")] = 256,
-    memory: Annotated[bool, typer.Option(help="Measure peak memory in one fresh process per method.")] = True,
+    memory: Annotated[bool, typer.Option(help="Measure peak memory and the first call in one fresh process per method and precision.")] = True,
     output: Annotated[Path, typer.Option(help="Folder for bench.json and bench.png.")] = Path("bench-results"),
+    precision: Annotated[list[str], typer.Option("--precision", help="Precisions to compare (repeatable): fp32, bf16, int8, auto (fp16 on CUDA only).")] = list(DEFAULT_PRECISIONS),
 ) -> None:
-    """Latency vs K (ResRank on stored vectors, ResRank on texts, fulltext-listwise), memory, throughput."""
+    """Latency vs K (ResRank on stored vectors, ResRank on texts, fulltext-listwise) at every precision
+    side by side, peak memory and first call, throughput."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
 
-    from resrank_rag import ResRank
-    from resrank_rag.backbones import load_reranker
     from resrank_rag.embedding_cache import EmbeddingCache
     from resrank_rag.evaluation import bench
     from resrank_rag.evaluation.plots import latency_vs_k
-    from resrank_rag.evaluation.rerankers import FulltextListwiseReranker
+    from resrank_rag.precision import native_precisions, resolve_precision
 
+    try:
+        precisions = list(dict.fromkeys(resolve_precision(p, "cpu") for p in precision))
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--precision") from None
     ks = sorted(set(k))
     query, texts = passages_and_query(data, split, max(max(ks), index_passages))
-    ranker = ResRank.from_pretrained(model)
-    vectors = EmbeddingCache(ranker).encode(texts[: max(ks)], show_progress_bar=True)
-    listwise = FulltextListwiseReranker(*load_reranker(ranker.config.reranker, causal_lm=True), passage_tokens)
-    medians, runs = bench.latency_vs_k(ranker, listwise, query, texts, vectors, ks, repeats, fulltext_repeats, fulltext_max_k)
-    report = bench.BenchReport(ks, medians, runs, bench.ratios(medians))
+    setups = [bench.load_setup(model, p, passage_tokens) for p in precisions]
+    ranker = setups[0].model
+    vectors = EmbeddingCache(ranker).encode(texts[: max(ks)], show_progress_bar=True)  # fp32 encoder at every precision
+    medians, runs = bench.latency_vs_k(setups, query, texts, vectors, ks, repeats, fulltext_repeats, fulltext_max_k)
+    report = bench.BenchReport(ks, medians, runs, bench.ratios(medians, precisions), precisions=precisions)
     report.throughput = bench.indexing_throughput(ranker, texts[:index_passages])
     if memory:
         probe_k = memory_k or max(ks)
-        report.memory_mb = bench.peak_memory(model, query, texts[:probe_k], vectors[:probe_k], passage_tokens)
+        report.memory_mb = bench.peak_memory(model, query, texts[:probe_k], vectors[:probe_k], passage_tokens, precisions)
     report.settings = {"data": str(data), "query": query, "passage_tokens": passage_tokens, "repeats": repeats, "fulltext_repeats": fulltext_repeats,
-                       "fulltext_max_k": fulltext_max_k, "memory_k": memory_k or max(ks), "threads": torch.get_num_threads()}
+                       "fulltext_max_k": fulltext_max_k, "memory_k": memory_k or max(ks), "threads": torch.get_num_threads(),
+                       "native_precisions": native_precisions("cpu")}
     output.mkdir(parents=True, exist_ok=True)
     (output / "bench.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
     latency_vs_k(ks, medians, output / "bench.png")

@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from resrank_rag.commands.options import Precision
+
 CHECKOUT = Path(__file__).resolve().parents[2]
 
 
@@ -43,6 +45,7 @@ def demo(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Web page port.")] = 8000,
     no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser; just print the URL.")] = False,
     index_path: Annotated[str | None, typer.Option(help="Embedded Qdrant folder (default: the user cache) or ':memory:'.")] = None,
+    precision: Precision = "auto",
 ) -> None:
     """Launch the ResRank document QA + chat demo (web page by default, offline)."""
     if first_stage not in ("hybrid", "dense"):
@@ -58,7 +61,7 @@ def demo(
     app = _demo_module("app")
     settings = app.DemoSettings(
         docs=docs, data=data, limit=limit, model=model, llm=llm, k=k, context_passages=min(context, k),
-        first_stage=first_stage, max_new_tokens=max_new_tokens, index_path=index_path,
+        first_stage=first_stage, max_new_tokens=max_new_tokens, index_path=index_path, precision=precision,
     )
     qa, info = app.build(settings)
     if once is not None:

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from resrank_rag.commands.options import Precision
 from resrank_rag.model import DEFAULT_MODEL
 
 METRICS = ("nDCG@10", "R@100", "RR@10")
@@ -46,6 +47,7 @@ def eval_command(
     window: Annotated[int, typer.Option(min=1, max=26, help="fulltext-listwise window size.")] = 20,
     stride: Annotated[int, typer.Option(min=1, help="fulltext-listwise window stride.")] = 10,
     output: Annotated[Path, typer.Option(help="Folder for <dataset>-<split>.json and .png.")] = Path("eval-results"),
+    precision: Precision = "auto",
 ) -> None:
     """Evaluate rerankers side by side on one split: nDCG@10, R@100, MRR@10, latency, LM tokens."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -58,12 +60,12 @@ def eval_command(
     try:
         dataset = load_beir(data, split).limit_queries(max_queries)
         stage = first_stage if first_stage != "auto" else ("shipped" if dataset.shipped_run else "bm25")
-        ranker = ResRank.from_pretrained(model)
+        ranker = ResRank.from_pretrained(model, precision=precision)
         rerankers = build_rerankers([r for r in dict.fromkeys(reranker) if r != "none"], ranker, passage_tokens=passage_tokens, window=window, stride=stride)
         report = evaluate(ranker, dataset, split, stage, rerankers, depth, extra_first_stages=tuple(also), stemmer=stemmer)
     except (FileNotFoundError, ValueError) as error:
         raise typer.BadParameter(str(error)) from None
-    report.settings = {"max_queries": max_queries, "stemmer": stemmer, "passage_tokens": passage_tokens, "window": window, "stride": stride}
+    report.settings = {"precision": ranker.precision, "max_queries": max_queries, "stemmer": stemmer, "passage_tokens": passage_tokens, "window": window, "stride": stride}
     stem = output / f"{dataset.name}-{split}-{stage}"
     report.to_json(stem.with_suffix(".json"))
     quality_vs_latency(report, stem.with_suffix(".png"))

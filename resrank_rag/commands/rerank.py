@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from resrank_rag.commands.options import Precision
 from resrank_rag.jsonl import read_jsonl
 from resrank_rag.model import DEFAULT_MODEL
 
@@ -43,6 +44,7 @@ def rerank(
     top_n: Annotated[int | None, typer.Option(min=1, help="Keep the best N.")] = None,
     text_field: Annotated[str, typer.Option(help="Field holding the passage text.")] = "text",
     output_format: Annotated[OutputFormat, typer.Option("--format", help="rich table or JSONL on stdout.")] = OutputFormat.table,
+    precision: Precision = "auto",
 ) -> None:
     """Rerank the candidates in a JSONL file for QUERY in one forward pass.
 
@@ -51,7 +53,7 @@ def rerank(
     from resrank_rag import ResRank
 
     rows = read_candidates(candidates, text_field)
-    ranker = ResRank.from_pretrained(model)
+    ranker = ResRank.from_pretrained(model, precision=precision)
     texts = [row[text_field] for row in rows]
     has_vectors = bool(rows) and all("vector" in row for row in rows)
     vectors = [row["vector"] for row in rows] if has_vectors else None

@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from resrank_rag.commands.options import Precision
 from resrank_rag.model import DEFAULT_MODEL
 
 
@@ -22,12 +23,13 @@ def search(
     top_n: Annotated[int, typer.Option(min=1, help="Results to show.")] = 10,
     rerank: Annotated[bool, typer.Option("--rerank/--no-rerank", help="Rerank the candidates with ResRank.")] = True,
     hybrid: Annotated[bool, typer.Option("--hybrid", help="Fuse BM25 (Qdrant sparse vectors) with dense retrieval (RRF) as first stage.")] = False,
+    precision: Precision = "auto",
 ) -> None:
     """Search COLLECTION for QUERY: Qdrant top-k, then one ResRank pass over the stored vectors."""
     from resrank_rag import ResRank
     from resrank_rag.index import ResRankIndex
 
-    with ResRankIndex(ResRank.from_pretrained(model), collection, path=path, url=url, api_key=api_key) as store:
+    with ResRankIndex(ResRank.from_pretrained(model, precision=precision), collection, path=path, url=url, api_key=api_key) as store:
         if store.count() == 0:
             raise typer.BadParameter(
                 f"collection {collection!r} is empty or missing; run `resrank index PATH --collection {collection}`"

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from resrank_rag.commands.options import Precision
 from resrank_rag.model import DEFAULT_MODEL
 
 
@@ -14,8 +15,9 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0 for all).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8080,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes, each holding its own model.")] = 1,
-    threads: Annotated[int | None, typer.Option(min=1, help="torch threads per worker (default: all cores).")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch threads per worker (default: all cores; with several workers use cores / workers).")] = None,
     device: Annotated[str | None, typer.Option(help="torch device, e.g. cuda (default: cpu).")] = None,
+    precision: Precision = "auto",
     max_batch: Annotated[int, typer.Option(min=1, help="Most requests grouped into one forward (1: no batching).")] = 32,
     max_batch_tokens: Annotated[int, typer.Option(min=1, help="Most reranker positions in one padded forward.")] = 16384,
     max_wait_ms: Annotated[float, typer.Option(min=0, help="Longest wait for company before a forward starts.")] = 2.0,
@@ -34,7 +36,7 @@ def serve(
         raise typer.BadParameter(f"serving needs its extra dependencies ({error}): pip install 'resrank-rag[serve]'") from None
     try:
         settings = ServeSettings(
-            model=model, device=device, threads=threads, host=host, port=port, workers=workers, api_key=api_key,
+            model=model, device=device, precision=precision, threads=threads, host=host, port=port, workers=workers, api_key=api_key,
             max_batch=max_batch, max_batch_tokens=max_batch_tokens, max_wait_ms=max_wait_ms, max_queue=max_queue,
             max_candidates=max_candidates, max_chars=max_chars, max_body_mb=max_body_mb,
         )

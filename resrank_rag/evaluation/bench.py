@@ -1,4 +1,4 @@
-"""Speed and memory benchmark: rerank latency vs K, peak memory per method, indexing throughput."""
+"""Speed and memory benchmark: rerank latency vs K per precision, peak memory and first call, indexing throughput."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import resource
 import statistics
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -21,68 +22,115 @@ class BenchReport:
     median_ms: dict[str, list[float | None]]
     runs: dict[str, list[int]]
     ratios: dict[str, list[float | None]] = field(default_factory=dict)
-    memory_mb: dict[str, dict[str, float]] = field(default_factory=dict)
+    memory_mb: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    precisions: list[str] = field(default_factory=lambda: ["fp32"])
     throughput: dict[str, float] = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
 
 
-def _call(method: str, model, listwise, query: str, texts: list[str], vectors: np.ndarray) -> None:
+def label(method: str, precision: str) -> str:
+    """The row name of ``method`` run at ``precision``, e.g. ``resrank (stored vectors) [int8]``."""
+    return f"{method} [{precision}]"
+
+
+@dataclass
+class Setup:
+    """One precision under test: the ResRank model and the fulltext-listwise baseline, both at that precision."""
+
+    precision: str
+    model: Any
+    listwise: Any
+
+
+def load_setup(model_name: str, precision: str, passage_tokens: int = 100, methods=METHODS) -> Setup:
+    """Load what ``methods`` need at ``precision``: ResRank via ``from_pretrained`` (warm start included),
+    the fulltext-listwise LM (the checkpoint's reranker backbone with its LM head) via ``convert_module``."""
+    from resrank_rag import ResRank
+    from resrank_rag.backbones import load_reranker
+    from resrank_rag.evaluation.rerankers import FulltextListwiseReranker
+    from resrank_rag.precision import convert_module
+
+    model = listwise = None
+    if STORED in methods or TEXTS in methods:
+        model = ResRank.from_pretrained(model_name, precision=precision)
+    if FULLTEXT in methods:
+        lm, tokenizer = load_reranker(ResRank.untrained_config(model_name).reranker, causal_lm=True)
+        listwise = FulltextListwiseReranker(convert_module(lm, precision), tokenizer, passage_tokens)
+    return Setup(precision, model, listwise)
+
+
+def _call(method: str, setup: Setup, query: str, texts: list[str], vectors: np.ndarray) -> None:
+    model = setup.model
     if method == STORED:
         model.rerank(query, vectors=vectors, query_vector=model.encode_query(query))
     elif method == TEXTS:
         model.rerank(query, texts)
     else:
-        listwise.rerank(query, texts)
+        setup.listwise.rerank(query, texts)
 
 
 def latency_vs_k(
-    model, listwise, query: str, texts: list[str], vectors: np.ndarray, ks: list[int], repeats: int = 3,
+    setups: list[Setup], query: str, texts: list[str], vectors: np.ndarray, ks: list[int], repeats: int = 3,
     fulltext_repeats: int = 1, fulltext_max_k: int | None = None,
 ) -> tuple[dict, dict]:
-    """Median wall time per (method, K). Methods and K are interleaved inside each repeat, so load
-    changes on the machine hit every method alike; fulltext-listwise runs only ``fulltext_repeats`` times
-    and only up to ``fulltext_max_k`` candidates."""
+    """Median wall time per (method, precision, K), keyed by ``label``. Precisions, methods and K are
+    interleaved inside each repeat, so load changes on the machine hit all of them alike;
+    fulltext-listwise runs only ``fulltext_repeats`` times and only up to ``fulltext_max_k`` candidates."""
     if max(ks) > len(texts):
         raise ValueError(f"K up to {max(ks)} needs at least that many passages, got {len(texts)}")
-    for method in METHODS:  # warm-up: first calls pay one-off allocation costs
-        _call(method, model, listwise, query, texts[:2], vectors[:2])
-    times: dict[str, dict[int, list[float]]] = {m: {k: [] for k in ks} for m in METHODS}
+    for setup in setups:  # warm-up: first calls pay one-off allocation costs
+        for method in METHODS:
+            _call(method, setup, query, texts[:2], vectors[:2])
+    names = [label(m, s.precision) for s in setups for m in METHODS]
+    times: dict[str, dict[int, list[float]]] = {name: {k: [] for k in ks} for name in names}
+
     def wanted(r: int, k: int, m: str) -> bool:
         return m != FULLTEXT or (r < fulltext_repeats and (fulltext_max_k is None or k <= fulltext_max_k))
 
-    plan = [(r, k, m) for r in range(repeats) for k in ks for m in METHODS if wanted(r, k, m)]
-    for _, k, method in tqdm(plan, desc="Benchmarking", unit="call"):
+    plan = [(k, s, m) for r in range(repeats) for k in ks for s in setups for m in METHODS if wanted(r, k, m)]
+    for k, setup, method in tqdm(plan, desc="Benchmarking", unit="call"):
         start = time.perf_counter()
-        _call(method, model, listwise, query, texts[:k], vectors[:k])
-        times[method][k].append((time.perf_counter() - start) * 1000)
-    medians = {m: [statistics.median(times[m][k]) if times[m][k] else None for k in ks] for m in METHODS}
-    counts = {m: [len(times[m][k]) for k in ks] for m in METHODS}
+        _call(method, setup, query, texts[:k], vectors[:k])
+        times[label(method, setup.precision)][k].append((time.perf_counter() - start) * 1000)
+    medians = {n: [statistics.median(times[n][k]) if times[n][k] else None for k in ks] for n in names}
+    counts = {n: [len(times[n][k]) for k in ks] for n in names}
     return medians, counts
 
 
-def ratios(medians: dict[str, list[float | None]]) -> dict[str, list[float | None]]:
-    """How many times slower than ResRank over stored vectors, per K."""
-    base = medians[STORED]
-    return {
-        f"{m} / {STORED}": [None if v is None or b is None else v / b for v, b in zip(medians[m], base)]
-        for m in (TEXTS, FULLTEXT)
-    }
+def ratios(medians: dict[str, list[float | None]], precisions: list[str]) -> dict[str, list[float | None]]:
+    """Per K: how many times slower than ResRank over stored vectors at the same precision, and how many
+    times faster than fp32 each precision's ResRank over stored vectors is."""
+    def divide(top, bottom):
+        return [None if a is None or b is None else a / b for a, b in zip(top, bottom)]
+
+    out = {}
+    for p in precisions:
+        for m in (TEXTS, FULLTEXT):
+            out[f"{label(m, p)} / {label(STORED, p)}"] = divide(medians[label(m, p)], medians[label(STORED, p)])
+    if "fp32" in precisions:
+        for p in precisions:
+            if p != "fp32":
+                out[f"speed-up of {label(STORED, p)} over fp32"] = divide(medians[label(STORED, "fp32")], medians[label(STORED, p)])
+    return out
 
 
-def _memory_probe(method: str, model_name: str, query: str, texts: list[str], vectors: np.ndarray, passage_tokens: int, queue) -> None:
-    """Child process: load only what ``method`` needs, rerank once, report peak RSS (MB) after each step."""
-    from resrank_rag import ResRank
-    from resrank_rag.backbones import load_reranker
-    from resrank_rag.evaluation.rerankers import FulltextListwiseReranker
-
-    model = listwise = None
+def _memory_probe(method: str, precision: str, warm_start: bool, model_name: str, query: str, texts: list[str],
+                  vectors: np.ndarray, passage_tokens: int, queue) -> None:
+    """Child process: load only what ``method`` needs, rerank, report peak RSS (MB) and call times (ms)."""
     if method == FULLTEXT:
-        listwise = FulltextListwiseReranker(*load_reranker(ResRank.from_pretrained(model_name).config.reranker, causal_lm=True), passage_tokens)
+        setup = load_setup(model_name, precision, passage_tokens, (FULLTEXT,))
     else:
-        model = ResRank.from_pretrained(model_name)
+        from resrank_rag import ResRank
+
+        setup = Setup(precision, ResRank.from_pretrained(model_name, precision=precision, warm_start=warm_start), None)
     loaded = peak_rss_mb()
-    _call(method, model, listwise, query, texts, vectors)
-    queue.put({"after load": loaded, "after rerank": peak_rss_mb()})
+    timings = []
+    for _ in range(1 if method == FULLTEXT else 4):  # the first call after loading, then steady state
+        start = time.perf_counter()
+        _call(method, setup, query, texts, vectors)
+        timings.append((time.perf_counter() - start) * 1000)
+    queue.put({"after load": loaded, "after rerank": peak_rss_mb(), "first call ms": timings[0],
+               "steady ms": statistics.median(timings[1:]) if len(timings) > 1 else None})
 
 
 def peak_rss_mb() -> float:
@@ -98,16 +146,23 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def peak_memory(model_name: str, query: str, texts: list[str], vectors: np.ndarray, passage_tokens: int = 100) -> dict[str, dict[str, float]]:
-    """Peak resident memory (VmHWM, MB) of a fresh process per method: after loading, after one rerank
-    of all ``texts``."""
+NO_WARM_START = "no warm start"
+
+
+def peak_memory(model_name: str, query: str, texts: list[str], vectors: np.ndarray, passage_tokens: int = 100,
+                precisions: list[str] = ("fp32",)) -> dict[str, dict[str, float | None]]:
+    """One fresh process per (method, precision), plus ResRank over stored vectors loaded without warm
+    start: peak resident memory (VmHWM, MB) after loading and after reranking all ``texts``, and the
+    first call's time against the steady state."""
     context = multiprocessing.get_context("spawn")
+    probes = [(m, p, True) for p in precisions for m in METHODS] + [(STORED, p, False) for p in precisions]
     out = {}
-    for method in tqdm(METHODS, desc="Peak memory", unit="process"):
+    for method, precision, warm in tqdm(probes, desc="Peak memory and first call", unit="process"):
         queue = context.Queue()
-        child = context.Process(target=_memory_probe, args=(method, model_name, query, texts, vectors, passage_tokens, queue))
+        args = (method, precision, warm, model_name, query, texts, vectors, passage_tokens, queue)
+        child = context.Process(target=_memory_probe, args=args)
         child.start()
-        out[method] = queue.get()
+        out[label(method, precision) + ("" if warm else f", {NO_WARM_START}")] = queue.get()
         child.join()
     return out
 

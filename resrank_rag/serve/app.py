@@ -130,11 +130,11 @@ class Service:
 
     def info(self) -> dict:
         model, s = self.model, self.settings
-        precision = str(next(model.reranker.parameters()).dtype).removeprefix("torch.")
+        dtype = str(next(model.reranker.parameters()).dtype).removeprefix("torch.")
         return {
             "model_id": model.name, "model": model.name, "version": __version__,
             "encoder_fingerprint": model.encoder_fingerprint, "embedding_dim": model.embedding_dim,
-            "precision": precision, "model_dtype": precision, "device": str(model.marker.device),
+            "precision": model.precision, "model_dtype": dtype, "device": str(model.marker.device),
             "rank_prior": model.config.rank_prior, "rank_prior_weight": float(model.rank_prior_weight.detach()),
             "max_batch": s.max_batch, "max_batch_tokens": s.max_batch_tokens, "max_wait_ms": s.max_wait_ms,
             "max_queue": s.max_queue, "max_candidates": s.max_candidates, "max_client_batch_size": s.max_candidates,

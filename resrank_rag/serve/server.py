@@ -12,14 +12,14 @@ from resrank_rag.serve.settings import SETTINGS_ENV, ServeSettings
 
 
 def load_model(settings: ServeSettings):
-    """The ResRank this process serves, with its torch thread count set first."""
+    """The ResRank this process serves, with its torch thread count set first (the warm-up then runs with it)."""
     import torch
 
     from resrank_rag.model import ResRank
 
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    return ResRank.from_pretrained(settings.model, device=settings.device)
+    return ResRank.from_pretrained(settings.model, device=settings.device, precision=settings.precision)
 
 
 def app_from_environment():

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 
 from resrank_rag.model import DEFAULT_MODEL
+from resrank_rag.precision import check_precision
 
 SETTINGS_ENV = "RESRANK_SERVE_SETTINGS"
 """Environment variable that carries the settings (JSON) to each uvicorn worker process."""
@@ -19,6 +20,8 @@ class ServeSettings:
     model: str = DEFAULT_MODEL
     """Checkpoint folder, packaged name or Hugging Face id."""
     device: str | None = None
+    precision: str = "auto"
+    """The reranker LM's precision: auto, fp32, bf16, fp16 (CUDA) or int8 (CPU); docs/precision.md."""
     threads: int | None = None
     """torch intra-op threads per worker (None: torch's default, all cores)."""
     host: str = "127.0.0.1"
@@ -51,6 +54,7 @@ class ServeSettings:
                 raise ValueError(f"{key} must be a positive integer, got {value!r}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be a positive integer or None, got {self.threads!r}")
+        check_precision(self.precision)
         if self.max_wait_ms < 0 or self.max_body_mb <= 0:
             raise ValueError("max_wait_ms must be >= 0 and max_body_mb > 0")
         if self.api_key is not None and not self.api_key.strip():

@@ -1,0 +1,118 @@
+"""Inference precision of the reranker LM: the names, what ``auto`` picks on this hardware, the conversion.
+
+Only the reranker LM changes precision. The encoder, the projector and the heads stay float32: the
+encoder's vectors must match the ones already in vector stores and caches (its fingerprint keys them),
+and the small heads cost nothing. Training always uses float32 models (``precision="fp32"``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from resrank_rag.int8 import quantize_linears
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+FIDELITY_BAR = 0.005
+"""A reduced precision may be picked by ``auto`` only if it moves nDCG@10 by at most this much."""
+
+MEASURED_NDCG_SHIFT: dict[str, float | None] = {"int8": None, "bf16": None, "fp16": None}
+"""The measured decision behind ``auto``: per precision, the largest |nDCG@10 - fp32 nDCG@10| over
+TREC DL 2020 and SciFact with a checkpoint whose LM branch is non-zero, from
+``benchmarks/precision_fidelity.py`` (commands and tables in docs/precision.md). None means not
+measured yet, so ``auto`` stays at fp32. Update this table only from a measurement."""
+
+_INT8_CPU_FLAGS = {"avx512_vnni", "avx_vnni", "amx_int8"}
+_BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16"}
+
+
+def check_precision(name: str) -> str:
+    """``name`` if it is a known precision, else a ValueError that lists them."""
+    if name not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {name!r}")
+    return name
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none, e.g. macOS or Windows)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def native_precisions(device: torch.device | str, flags: set[str] | None = None) -> list[str]:
+    """Reduced precisions that ``device`` runs natively (faster than fp32), fastest first."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return ["bf16", "fp16"] if torch.cuda.is_bf16_supported() else ["fp16"]
+    if device.type != "cpu":
+        return []
+    flags = cpu_flags() if flags is None else flags
+    return [p for p, needed in (("int8", _INT8_CPU_FLAGS), ("bf16", _BF16_CPU_FLAGS)) if flags & needed]
+
+
+def keeps_ranking(precision: str) -> bool:
+    """Whether ``precision`` has been measured to keep the ranking (see ``MEASURED_NDCG_SHIFT``)."""
+    if precision == "fp32":
+        return True
+    shift = MEASURED_NDCG_SHIFT.get(precision)
+    return shift is not None and shift <= FIDELITY_BAR
+
+
+def resolve_precision(name: str, device: torch.device | str = "cpu", flags: set[str] | None = None) -> str:
+    """The concrete precision to run: ``auto`` becomes the fastest native one that keeps the ranking, else fp32."""
+    name = check_precision(name)
+    device = torch.device(device)
+    if name == "auto":
+        return next((p for p in native_precisions(device, flags) if keeps_ranking(p)), "fp32")
+    if name == "int8" and device.type != "cpu":
+        raise ValueError(f"precision='int8' runs on CPU only; on {device.type} use 'bf16' or 'fp16'")
+    if name == "fp16" and device.type == "cpu":
+        raise ValueError("precision='fp16' is slow on CPUs; use 'bf16' or 'int8' on CPU, fp16 on CUDA")
+    return name
+
+
+def convert_module(module: nn.Module, precision: str) -> nn.Module:
+    """Convert an LM in place to a concrete precision for inference (int8: its Linear layers); returns it."""
+    if precision not in DTYPES and precision != "int8":
+        raise ValueError(f"convert_module needs a concrete precision ({', '.join(PRECISIONS[1:])}), got {precision!r}")
+    if precision == "int8":
+        quantize_linears(module)
+    elif precision != "fp32":
+        module.to(DTYPES[precision])
+    return module.eval()
+
+
+def apply_precision(model, precision: str) -> None:
+    """Run ``model.reranker`` at ``precision``, in place; it still takes and returns float32 tensors."""
+    convert_module(model.reranker, precision)
+    if precision in ("bf16", "fp16"):
+        _cast_io(model.reranker, DTYPES[precision])
+    model.precision = precision
+
+
+def _cast_io(module: nn.Module, dtype: torch.dtype) -> None:
+    """Cast ``inputs_embeds`` to ``dtype`` on the way in and ``last_hidden_state`` to float32 on the way out."""
+
+    def cast_in(_module, args, kwargs):
+        embeds = kwargs.get("inputs_embeds")
+        if embeds is not None and embeds.is_floating_point():
+            kwargs["inputs_embeds"] = embeds.to(dtype)
+        return args, kwargs
+
+    def cast_out(_module, _args, _kwargs, output):
+        if getattr(output, "last_hidden_state", None) is not None:
+            output.last_hidden_state = output.last_hidden_state.float()
+        return output
+
+    module.register_forward_pre_hook(cast_in, with_kwargs=True)
+    module.register_forward_hook(cast_out, with_kwargs=True)
