@@ -3,6 +3,7 @@
 import typer
 
 from resrank_rag.commands import rerank
+from resrank_rag.commands import adapt as adapt_command
 from resrank_rag.commands import bench as bench_command
 from resrank_rag.commands import eval as eval_command
 from resrank_rag.commands import index as index_command
@@ -25,6 +26,7 @@ app.command("bench")(bench_command.bench_command)
 app.command("index")(index_command.index)
 app.command("search")(search_command.search)
 app.command("train")(train_command.train)
+app.command("adapt")(adapt_command.adapt)
 app.command("demo")(demo_command.demo)
 app.command("serve")(serve_command.serve)
 

@@ -11,6 +11,9 @@ from resrank_rag.evaluation.metrics import quality
 from resrank_rag.training.config import DatasetSpec
 from resrank_rag.training.data import Bm25Miner, VectorFn, select_queries
 
+DEV_KEYS = {"model": "ndcg@10", "nolm": "nolm_ndcg@10", "dense": "dense_ndcg@10"}
+"""What each run of ``rerank_runs`` is logged as during training."""
+
 
 class DevSet:
     """Dev queries with their first-stage candidates: the shipped run's top ``depth``, else BM25's."""
@@ -32,23 +35,37 @@ class DevSet:
     def evaluate(self, model, passage_vectors: VectorFn, batch_size: int = 8) -> dict[str, float]:
         """nDCG@10 of the model (``ndcg@10``), of the same model without its LM branch (``nolm_ndcg@10``:
         cosine plus its rank prior) and of encoder cosine (``dense_ndcg@10``), over the same candidates."""
-        import torch
-
         qids = list(self.candidates)
         queries = [self.dataset.queries[q] for q in qids]
         texts = [[self.dataset.corpus[d] for d in self.candidates[q]] for q in qids]
         vectors = [passage_vectors(t) for t in texts]
-        query_vectors = model.encode_queries(queries)
-        reranked = model.rerank_batch(queries, texts, vectors=vectors, query_vectors=query_vectors, batch_size=batch_size)
-        model_run = {q: [(self.candidates[q][r.index], r.score) for r in results] for q, results in zip(qids, reranked)}
-        with torch.no_grad():
-            nolm = model.scores_without_lm(torch.from_numpy(np.asarray(query_vectors)), [torch.from_numpy(v) for v in vectors])
-        runs = {
-            "ndcg@10": model_run,
-            "nolm_ndcg@10": {q: list(zip(self.candidates[q], s.tolist())) for q, s in zip(qids, nolm)},
-            "dense_ndcg@10": {
-                q: [(d, float(s)) for d, s in zip(self.candidates[q], vecs @ qv)]
-                for q, vecs, qv in zip(qids, vectors, np.asarray(query_vectors))
-            },
-        }
-        return {key: quality(self.qrels, run)["nDCG@10"] for key, run in runs.items()}
+        runs = rerank_runs(model, qids, queries, [self.candidates[q] for q in qids], texts, vectors,
+                           model.encode_queries(queries), batch_size)
+        return {DEV_KEYS[system]: quality(self.qrels, run)["nDCG@10"] for system, run in runs.items()}
+
+
+def rerank_runs(model, qids: list[str], queries: list[str], candidates: list[list[str]], texts: list[list[str]],
+                vectors: list[np.ndarray], query_vectors: np.ndarray, batch_size: int = 8,
+                progress: bool = False) -> dict[str, dict]:
+    """Runs over fixed candidate lists (in first-stage order) of the model (``model``), of the same model
+    without its LM branch (``nolm``: cosine plus its rank prior) and of encoder cosine (``dense``)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    query_vectors = np.asarray(query_vectors)
+    model_run = {}
+    for start in tqdm(range(0, len(qids), 4 * batch_size), desc="Reranking", unit="batch", leave=False,
+                      disable=not progress):
+        chunk = slice(start, start + 4 * batch_size)
+        reranked = model.rerank_batch(queries[chunk], texts[chunk], vectors=vectors[chunk],
+                                      query_vectors=query_vectors[chunk], batch_size=batch_size)
+        for q, docs, results in zip(qids[chunk], candidates[chunk], reranked):
+            model_run[q] = [(docs[r.index], r.score) for r in results]
+    with torch.no_grad():
+        nolm = model.scores_without_lm(torch.from_numpy(query_vectors), [torch.from_numpy(v) for v in vectors])
+    return {
+        "model": model_run,
+        "nolm": {q: list(zip(docs, s.tolist())) for q, docs, s in zip(qids, candidates, nolm)},
+        "dense": {q: [(d, float(s)) for d, s in zip(docs, vecs @ qv)]
+                   for q, docs, vecs, qv in zip(qids, candidates, vectors, query_vectors)},
+    }

@@ -39,7 +39,12 @@ class Trainer:
     ``model/`` (final) and ``best/`` (best dev nDCG@10, the starting model counts).
     """
 
-    def __init__(self, config: TrainConfig, model=None, base_dir: str | Path = ".", accelerator=None):
+    def __init__(self, config: TrainConfig, model=None, base_dir: str | Path = ".", accelerator=None, *,
+                 mix=None, dev=None, embedding_cache=None):
+        """``mix`` (a ``TrainingMix``) and ``dev`` (objects with ``name`` and ``evaluate(model, passage_vectors)``)
+        replace the ones built from ``config.datasets`` / ``config.dev``; ``embedding_cache`` (anything with
+        ``encode(texts)``, e.g. vectors read back from a vector store) replaces the config's cache while the
+        encoder is unchanged."""
         from accelerate import Accelerator
 
         from resrank_rag.model import ResRank
@@ -54,7 +59,7 @@ class Trainer:
             if fixed:
                 raise ValueError(f"{fixed} cannot be overridden on a loaded model; set from_untrained: true or change the checkpoint")
         if model is None:
-            model = ResRank.from_pretrained(config.model)
+            model = ResRank.from_pretrained(config.model, precision="fp32", merge_lora=False, warm_start=False)
         if config.model_overrides and not config.from_untrained:
             model.config = dataclasses.replace(model.config, **config.model_overrides)
         with torch.random.fork_rng(devices=[]):
@@ -64,11 +69,13 @@ class Trainer:
             if any(stage.train[part] == "full" for stage in config.stages):
                 model.config = dataclasses.replace(model.config, **{f"{part}_weights": "full"})
         self.model = model.to(self.accelerator.device)
-        self._cache: EmbeddingCache | None = None
-        self._cache_fingerprint: str | None = None
-        self.mix = load_mix(config.datasets, config.list_size, config.max_positives, config.seed, base_dir,
-                            encoder_vectors=(self.passage_vectors, self.model.encode_queries))
-        self.dev = [DevSet(spec, config.list_size, config.dev_max_queries, base_dir) for spec in config.dev]
+        self._cache: EmbeddingCache | None = embedding_cache
+        self._cache_fingerprint: str | None = None if embedding_cache is None else self.model.encoder_fingerprint
+        self.mix = mix if mix is not None else load_mix(
+            config.datasets, config.list_size, config.max_positives, config.seed, base_dir,
+            encoder_vectors=(self.passage_vectors, self.model.encode_queries))
+        self.dev = list(dev) if dev is not None else [
+            DevSet(spec, config.list_size, config.dev_max_queries, base_dir) for spec in config.dev]
         self.step = 0
         self.history: list[dict] = []
         self.best: float | None = None
