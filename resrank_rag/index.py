@@ -21,11 +21,12 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 from tqdm.auto import tqdm
 
+from resrank_rag.access import ACCESS_FIELD, AccessError, Principal, access_filter, check_access_list, combine_filters
 from resrank_rag.documents import Document, chunk_document, read_documents
 
 __all__ = [
-    "Document", "ModelMismatchError", "ResRankIndex", "SearchHit", "SyncReport", "check_filter", "content_hash",
-    "point_id",
+    "AccessError", "Document", "ModelMismatchError", "Principal", "ResRankIndex", "SearchHit", "SyncReport",
+    "check_filter", "content_hash", "point_id",
 ]
 
 DEFAULT_PATH = "./.resrank/qdrant"
@@ -271,7 +272,11 @@ class ResRankIndex:
         if self._remote and "doc_id" not in (info.payload_schema or {}):
             self._index_doc_id()
         sparse = SPARSE in (info.config.params.sparse_vectors or {})
-        self._layout = {"avgdl": float(recorded.get("bm25_avgdl", 1.0)), "sparse": sparse}
+        self._layout = {
+            "avgdl": float(recorded.get("bm25_avgdl", 1.0)),
+            "sparse": sparse,
+            "access_control": bool(recorded.get("access_control")),  # documents with allowed_groups were written
+        }
         return self._layout
 
     def _index_doc_id(self) -> None:
@@ -317,11 +322,13 @@ class ResRankIndex:
             )
         return self._open()
 
-    def count(self) -> int:
-        """Number of indexed points (chunks; 0 before the first ``index``)."""
+    def count(self, filter: models.Filter | None = None, *, principal: Principal | None = None) -> int:  # noqa: A002
+        """Number of indexed points (chunks; 0 before the first ``index``), optionally those within ``filter``
+        that ``principal`` may read (e.g. before serving a document's file to that user)."""
         if not self.client.collection_exists(self.collection):
             return 0
-        return int(self.client.count(self.collection, exact=True).count)
+        selector = combine_filters(check_filter(filter), None if principal is None else self._access(principal))
+        return int(self.client.count(self.collection, count_filter=selector, exact=True).count)
 
     # ---------------------------------------------------------------- writing
     def index(
@@ -351,15 +358,18 @@ class ResRankIndex:
         *,
         chunk_size: int | None = None,
         overlap: int | None = None,
+        keep: Iterable[str] = (),
     ) -> SyncReport:
         """Make the collection equal to ``source``: a folder or file (``read_documents``) or Documents.
 
         New documents are added, changed ones re-chunked and re-encoded (only changed texts), chunks a
         document no longer has and documents that are gone are removed. Safe to kill at any moment: run it
         again and the collection equals the source. Refuses an empty source rather than emptying the collection.
+        ``keep`` names documents to leave as stored although the source lacks them (files that could not be
+        read this time: ``ReadReport.unread_ids``); it is read once the source is consumed.
         """
         documents = read_documents(source) if isinstance(source, (str, Path)) else source
-        return self._write(documents, batch_size, show_progress_bar, chunk_size, overlap, sync=True)
+        return self._write(documents, batch_size, show_progress_bar, chunk_size, overlap, sync=True, keep=keep)
 
     def delete(self, ids: Iterable[str]) -> int:
         """Remove documents, every chunk of each, by document id; returns how many points went. Unknown ids are fine."""
@@ -380,7 +390,7 @@ class ResRankIndex:
             self.client.delete(self.collection, points_selector=models.FilterSelector(filter=selector), wait=True)
         return removed
 
-    def _write(self, documents, batch_size, show_progress_bar, chunk_size, overlap, sync: bool) -> SyncReport:
+    def _write(self, documents, batch_size, show_progress_bar, chunk_size, overlap, sync: bool, keep=()) -> SyncReport:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if chunk_size is None and overlap is not None:
@@ -407,7 +417,7 @@ class ResRankIndex:
                     "the source holds no documents; sync would empty the collection. Delete it explicitly "
                     "instead (index.delete(ids) or index.client.delete_collection(name))"
                 )
-            removed += self._remove_all_but(kept)
+            removed += self._remove_all_but(kept, set(keep))
         return SyncReport(documents=n_documents, chunks=len(kept), written=written, removed=removed)
 
     def _batches(
@@ -424,6 +434,10 @@ class ResRankIndex:
             if document.id in seen:
                 raise ValueError(f"document id {document.id!r} appears twice; ids must be unique")
             seen.add(document.id)
+            if ACCESS_FIELD in document.metadata:  # a wrong type here would make Qdrant's filter miss or leak
+                groups = check_access_list(document.metadata[ACCESS_FIELD], f"document {document.id!r}")
+                if groups != document.metadata[ACCESS_FIELD]:
+                    document = dataclasses.replace(document, metadata={**document.metadata, ACCESS_FIELD: groups})
             chunks = [document] if chunk_size is None else chunk_document(document, chunk_size, overlap or 0)
             for chunk in chunks:
                 pid = point_id(chunk.id)
@@ -485,9 +499,48 @@ class ResRankIndex:
         removed = 0
         if changed_docs and not fresh:
             removed = self._remove_stale(changed_docs, changed_ids)
+        if not layout["access_control"] and any(ACCESS_FIELD in p.payload["metadata"] for p in points):
+            self._mark_access_controlled()  # before the first such point exists
         if points:
             self.client.upsert(self.collection, points=points, wait=True)
         return written, removed
+
+    def _mark_access_controlled(self) -> None:
+        """Record in the collection that it holds access lists: from now on every search needs a principal."""
+        self.client.update_collection(self.collection, metadata={"access_control": True})
+        if self._remote:
+            self.client.create_payload_index(
+                self.collection, f"metadata.{ACCESS_FIELD}", models.PayloadSchemaType.KEYWORD, wait=True
+            )
+        self._layout["access_control"] = True
+
+    def access_controlled(self) -> bool:
+        """Whether any document written into the collection carried ``allowed_groups`` (read fresh from Qdrant)."""
+        if self._layout is not None and self._layout["access_control"]:
+            return True
+        if not self.client.collection_exists(self.collection):
+            return False
+        recorded = self.client.get_collection(self.collection).config.metadata or {}
+        if recorded.get("access_control") and self._layout is not None:
+            self._layout["access_control"] = True
+        return bool(recorded.get("access_control"))
+
+    def _access(self, principal: Principal | None) -> models.Filter | None:
+        """The access filter for ``principal``; an error when an access-controlled collection is searched without one.
+
+        Without a principal this reads the mark as this index last saw it (no extra Qdrant call); a search
+        that then meets a chunk with an access list refuses too and remembers it (``_retrieve``).
+        """
+        if principal is None and self._open()["access_control"]:
+            raise self._no_principal()
+        return access_filter(principal)
+
+    def _no_principal(self) -> AccessError:
+        return AccessError(
+            f"collection {self.collection!r} holds access-controlled documents ({ACCESS_FIELD}): pass "
+            "principal=Principal(user_id, groups) for the authenticated user, or, in trusted back-office code "
+            "only, principal=Principal.unrestricted_access()"
+        )
 
     def _remove_stale(self, doc_ids: list[str], current: list[str]) -> int:
         """Delete the points of these documents (payload ``doc_id``) that are not among their current chunks."""
@@ -500,14 +553,17 @@ class ResRankIndex:
             self.client.delete(self.collection, points_selector=models.FilterSelector(filter=selector), wait=True)
         return stale
 
-    def _remove_all_but(self, kept: set[str]) -> int:
-        """Delete every point whose id is not in ``kept`` (documents gone from a synced source)."""
+    def _remove_all_but(self, kept: set[str], keep_docs: set[str] = frozenset()) -> int:
+        """Delete every point whose id is not in ``kept`` nor of a document in ``keep_docs`` (gone from a synced source)."""
         stale, offset = [], None
         while True:
             page, offset = self.client.scroll(
-                self.collection, limit=2048, offset=offset, with_payload=False, with_vectors=False
+                self.collection, limit=2048, offset=offset, with_payload=["doc_id"] if keep_docs else False,
+                with_vectors=False,
             )
-            stale += [p.id for p in page if str(p.id) not in kept]
+            stale += [
+                p.id for p in page if str(p.id) not in kept and not (keep_docs and p.payload.get("doc_id") in keep_docs)
+            ]
             if offset is None:
                 break
         for start in range(0, len(stale), 1024):
@@ -529,17 +585,19 @@ class ResRankIndex:
         *,
         filter: models.Filter | None = None,  # noqa: A002 - Qdrant's own name
         query_vector=None,
+        principal: Principal | None = None,
     ) -> tuple[list[SearchHit], np.ndarray]:
         """First-stage top-``k`` hits (best first, ``rerank_score`` None) and their stored (k, dim) vectors.
 
         ``filter`` is a Qdrant ``Filter`` on the payload (metadata under ``metadata.``); ``query_vector``
         is the query's ResRank vector when the caller has it already (then the query is not encoded).
+        ``principal`` restricts the candidates to the chunks that user may read (see ``search``).
         """
-        hits, vectors, _ = self._retrieve(query, k, first_stage, filter, query_vector)
+        hits, vectors, _ = self._retrieve(query, k, first_stage, filter, query_vector, principal)
         return hits, vectors
 
     def _retrieve(
-        self, query: str, k: int, first_stage: FirstStage, filter, query_vector  # noqa: A002
+        self, query: str, k: int, first_stage: FirstStage, filter, query_vector, principal  # noqa: A002
     ) -> tuple[list[SearchHit], np.ndarray, np.ndarray]:
         if not isinstance(query, str) or not query.strip():
             raise ValueError("query must be a non-empty string")
@@ -549,6 +607,8 @@ class ResRankIndex:
             raise ValueError(f"first_stage must be 'dense' or 'hybrid', got {first_stage!r}")
         filter = check_filter(filter)  # noqa: A001
         layout = self._require_collection()
+        # The access filter goes wherever the filter goes: the dense query, and every prefetch of hybrid search.
+        filter = combine_filters(filter, self._access(principal))  # noqa: A001
         dim = int(self.model.embedding_dim)
         if query_vector is None:
             query_vector = self.model.encode_query(query)
@@ -573,6 +633,9 @@ class ResRankIndex:
                 query=models.RrfQuery(rrf=models.Rrf(k=RRF_CONSTANT + 1)),  # Qdrant counts positions from 0
                 **options,
             ).points
+        if principal is None and any(ACCESS_FIELD in (p.payload.get("metadata") or {}) for p in points):
+            layout["access_control"] = True  # another writer added access lists since this index opened
+            raise self._no_principal()
         hits = [
             SearchHit(
                 id=p.payload.get("chunk_id", p.payload["doc_id"]),
@@ -597,15 +660,19 @@ class ResRankIndex:
         *,
         filter: models.Filter | None = None,  # noqa: A002 - Qdrant's own name
         query_vector=None,
+        principal: Principal | None = None,
     ) -> list[SearchHit]:
         """Retrieve the top ``k`` (optionally within ``filter``), then rerank their stored vectors in one pass.
 
         Returns the best ``top_n`` hits. The query is encoded once (not at all with ``query_vector``);
         passages are never re-encoded, and one Qdrant call returns the candidates with their vectors.
+        ``principal`` (a ``Principal``) admits only chunks whose ``allowed_groups`` hold one of its groups or
+        ``"*"``, as a Qdrant filter of the first stage; a collection holding access lists refuses a search
+        without one (``AccessError``).
         """
         if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
             raise ValueError(f"top_n must be a positive integer, got {top_n!r}")
-        hits, vectors, query_vector = self._retrieve(query, k, first_stage, filter, query_vector)
+        hits, vectors, query_vector = self._retrieve(query, k, first_stage, filter, query_vector, principal)
         if not rerank or not hits:
             return hits[:top_n]
         ranked = self.model.rerank(

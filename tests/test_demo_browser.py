@@ -41,9 +41,21 @@ def demo_url(tmp_path_factory):
     docs = tmp_path_factory.mktemp("docs")
     for topic in ("with", "for", "pass", "class", "while"):  # 10 chunks
         shutil.copy(REPO / "demos" / "docs_corpus" / "python_topics" / f"{topic}.md", docs)
+    yield from run_demo(["--docs", str(docs)])
+
+
+@pytest.fixture(scope="module")
+def company_url(tmp_path_factory):
+    from demos.sample_company import make_company_folder
+
+    folder = make_company_folder(tmp_path_factory.mktemp("northwind"))
+    yield from run_demo(["--docs", str(folder), "--users", str(folder / "users.json")])
+
+
+def run_demo(arguments):
     port = free_port()
     command = [
-        sys.executable, "-m", "demos.docqa", "--docs", str(docs), "--port", str(port), "--no-browser",
+        sys.executable, "-m", "demos.docqa", *arguments, "--port", str(port), "--no-browser",
         "--index-path", ":memory:", "--k", "8", "--max-new-tokens", "32",
     ]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}  # proves it runs offline
@@ -115,4 +127,36 @@ def test_browser_asks_and_sees_answer_passages_order_and_timings(demo_url):
         page.click("#send")
         page.wait_for_function("document.querySelectorAll('#turns .turn').length === 4", timeout=60_000)
         assert "Searched for: What does the with statement do? and the for statement?" in page.inner_text("#search-query")
+        browser.close()
+
+
+def test_browser_page_citations_and_a_restricted_document(company_url):
+    """Mixed PDF/DOCX/HTML/Markdown folder with access lists: citations name the file and page, a source
+    link opens the file, and Bob (staff) never sees the HR-only salary bands that Alice (hr) gets."""
+    from demos.sample_company import SALARY_SECRET
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(company_url)
+        page.wait_for_selector("#user-box:not([hidden])")
+        assert page.locator("#problems li").count() == 5  # corrupt, encrypted, scanned, empty: per-file results
+
+        page.select_option("#user", "bob")
+        page.fill("#question", SALARY_SECRET)
+        page.click("#send")
+        page.wait_for_selector("#timings .stage[data-stage='generate']", timeout=60_000)
+        shown = page.inner_text("#passages") + page.inner_text("#order")
+        assert "salary-bands" not in shown and "142,000" not in shown
+
+        page.select_option("#user", "alice")
+        page.fill("#question", SALARY_SECRET)
+        page.click("#send")
+        page.wait_for_function("document.getElementById('passages').textContent.includes('salary-bands-2027.pdf p. 2')", timeout=60_000)
+        link = page.locator("#passages a.source", has_text="salary-bands-2027.pdf p. 2").first
+        assert link.get_attribute("href") == "/api/source/hr/salary-bands-2027.pdf?user=alice#page=2"
+        if page.locator("#sources .cited-source").count():
+            assert " p. " in page.inner_text("#sources") or "§" in page.inner_text("#sources")
+        page.screenshot(path=str(SCREENSHOT.with_name("document-qa.png")), full_page=True)
+        assert page.request.get(company_url.rstrip("/") + "/api/source/hr/salary-bands-2027.pdf?user=bob").status == 404
         browser.close()

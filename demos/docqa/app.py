@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,10 @@ class DemoSettings:
     """Everything ``resrank demo`` can be told; defaults run on the shipped documents, offline."""
 
     docs: Path | None = None
+    users: Path | None = None
+    """A JSON file of demo users and their groups, e.g. {"alice": ["staff", "hr"]} (see docs/document-qa.md)."""
+    user: str | None = None
+    """The demo user the terminal modes answer for."""
     data: Path | None = None
     limit: int | None = None
     model: str = "resrank-minilm-smollm2"
@@ -45,22 +50,37 @@ def describe_ranking(model) -> tuple[bool, str]:
                 "with its encoder; differences from the hybrid first stage show that reordering.")
     if heads_zero:
         return False, (f"The ResRank checkpoint's residual heads are zero: it ranks by dense cosine plus its learned "
-                f"first-stage rank prior ({prior:.3f} x -ln rank), so it keeps part of the hybrid order.")
-    return False, ""
+                f"first-stage rank prior ({prior:.3f} x -ln rank), so it keeps part of the hybrid order. "
+                f"The SmolLM2 pass adds nothing to its scores yet.{lm_branch_figures(model)}")
+    return False, lm_branch_figures(model).strip()
 
 
-def load_chunks(settings: DemoSettings):
+def lm_branch_figures(model) -> str:
+    """' What the LM branch adds: ...' from the checkpoint's recorded resrank vs resrank-nolm figures, or ''."""
+    figures = model.config.extra.get("lm_branch") or {}
+    parts = [f"{name} {row['resrank']:.3f} with the LM, {row['resrank-nolm']:.3f} without"
+             for name, row in figures.items() if isinstance(row, dict) and {"resrank", "resrank-nolm"} <= set(row)]
+    return f" Measured nDCG@10: {'; '.join(parts)}." if parts else ""
+
+
+def load_chunks(settings: DemoSettings, report: corpus.ReadReport | None = None):
     """(label, chunks) of the corpus the settings name: --data, --docs, or the shipped documents."""
     if settings.data is not None:
         return f"BEIR {settings.data.name}", corpus.chunks_of(corpus.beir_documents(settings.data, settings.limit))
     if settings.docs is not None:
-        return str(settings.docs), corpus.chunks_of(corpus.folder_documents(settings.docs))
+        return str(settings.docs), corpus.chunks_of(corpus.folder_documents(settings.docs, report))
     return "the shipped documents (project docs + CPython documentation topics)", corpus.shipped_chunks()
 
 
 def build(settings: DemoSettings, model=None, generator=None) -> tuple[DocQA, dict]:
     """The QA pipeline and the facts the page shows about it."""
-    label, chunks = load_chunks(settings)
+    report = corpus.ReadReport(echo=lambda message: console.print(f"[yellow]{escape(message)}[/]"))
+    label, chunks = load_chunks(settings, report)
+    if settings.docs is not None:
+        console.print(f"[bold]demo:[/] {escape(report.summary())}")
+    users = json.loads(settings.users.read_text(encoding="utf-8")) if settings.users is not None else {}
+    if not isinstance(users, dict) or not all(isinstance(g, list) for g in users.values()):
+        raise ValueError(f'{settings.users} must map user names to lists of groups, e.g. {{"alice": ["staff", "hr"]}}')
     if model is None:
         from resrank_rag import ResRank
 
@@ -72,7 +92,11 @@ def build(settings: DemoSettings, model=None, generator=None) -> tuple[DocQA, di
     if generator is None:
         console.print("[bold]demo:[/] loading the generator")
         generator = make_generator(settings.llm, settings.max_new_tokens)
-    qa = DocQA(index, generator, k=settings.k, context_passages=settings.context_passages, first_stage=settings.first_stage)
+    source_root = settings.docs if settings.docs is not None and settings.docs.is_dir() else None
+    qa = DocQA(
+        index, generator, k=settings.k, context_passages=settings.context_passages, first_stage=settings.first_stage,
+        users=users, source_root=source_root,
+    )
     untrained, ranking = describe_ranking(model)
     note = (
         f"Answers come from {generator.name}"
@@ -89,6 +113,7 @@ def build(settings: DemoSettings, model=None, generator=None) -> tuple[DocQA, di
         "k": settings.k,
         "generator": generator.name,
         "note": note,
+        "problems": [str(problem) for problem in report.problems],
     }
     return qa, info
 
@@ -102,7 +127,7 @@ def print_answer(answer: Answer) -> None:
     out.print(f"[dim]citations: {answer.citations}[/]")
     for number, passage in enumerate(answer.passages, 1):
         mark = "*" if number in answer.cited else " "
-        out.print(f"{mark}[{number}] [bold]{escape(passage.title)}[/] ({escape(passage.id)}): {escape(passage.text[:160])}…")
+        out.print(f"{mark}[{number}] [bold]{escape(passage.label or passage.title)}[/] {escape(passage.title)}: {escape(passage.text[:160])}…")
     table = Table(title="retrieval order vs ResRank order")
     for column in ("retrieval #", "ResRank #", "retrieval score", "ResRank score", "passage"):
         table.add_column(column, overflow="fold")
@@ -112,7 +137,7 @@ def print_answer(answer: Answer) -> None:
     out.print("timings: " + ", ".join(f"{stage} {ms:.0f} ms" for stage, ms in answer.timings_ms.items()))
 
 
-def run_terminal(qa: DocQA, chat: bool) -> None:
+def run_terminal(qa: DocQA, chat: bool, user: str | None = None) -> None:
     """Ask questions at a prompt until an empty line or Ctrl+D; in chat mode follow-ups keep the history."""
     history: list[dict] = []
     console.print("Ask a question (empty line to quit)" + (" — chat mode, follow-ups use the history" if chat else ""))
@@ -123,6 +148,6 @@ def run_terminal(qa: DocQA, chat: bool) -> None:
             return
         if not question:
             return
-        answer = chat_turn(qa, history, question) if chat else qa.ask(question)
+        answer = chat_turn(qa, history, question, user=user) if chat else qa.ask(question, user=user)
         history = answer.history
         print_answer(answer)

@@ -44,8 +44,10 @@ def condense_with_llm(generator, history: Sequence[dict], message: str) -> str:
     return rewrite
 
 
-def chat_turn(qa: DocQA, history: Sequence[dict], message: str, condense: str = "auto") -> Answer:
-    """Answer ``message`` given the earlier turns; the returned answer carries the extended history."""
+def chat_turn(
+    qa: DocQA, history: Sequence[dict], message: str, condense: str = "auto", user: str | None = None
+) -> Answer:
+    """Answer ``message`` given the earlier turns, from what ``user`` may read; the answer carries the extended history."""
     if condense not in ("auto", "llm", "history"):
         raise ValueError(f"condense must be 'auto', 'llm' or 'history', got {condense!r}")
     history = _check_history(history)
@@ -60,7 +62,7 @@ def chat_turn(qa: DocQA, history: Sequence[dict], message: str, condense: str = 
                     standalone = condense_with_llm(qa.generator, history, message)
             else:
                 standalone = condense_with_history(history, message)
-    answer = qa.ask(standalone, search_query=standalone, watch=watch)
+    answer = qa.ask(standalone, search_query=standalone, watch=watch, user=user)
     answer.question = message
     answer.history = [*history, {"role": "user", "content": message}, {"role": "assistant", "content": answer.answer}]
     return answer

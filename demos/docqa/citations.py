@@ -18,6 +18,16 @@ MIN_SIMILARITY = 0.35
 MIN_SENTENCE_WORDS = 3
 
 
+def source_label(metadata: dict, fallback: str) -> str:
+    """How an answer cites a passage: ``travel.pdf p. 3``, ``leave.docx § Part-time staff``, or the file."""
+    source = str(metadata.get("source") or fallback)
+    if metadata.get("page"):
+        return f"{source} p. {metadata['page']}"
+    if metadata.get("section"):
+        return f"{source} § {metadata['section']}"
+    return source
+
+
 def attribute(answer: str, passage_vectors: np.ndarray, model, min_similarity: float = MIN_SIMILARITY) -> tuple[str, list[int]]:
     """(answer with ``[n]`` after each sentence attributed to passage n, cited numbers in first-use order)."""
     sentences = [s for s in SENTENCE_END.split(answer.strip()) if s.strip()]

@@ -8,14 +8,17 @@ import time
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
+from qdrant_client import models
 
-from demos.docqa.citations import cite
+from demos.docqa.citations import cite, source_label
 from demos.docqa.generate import SYSTEM_PROMPT, Generator, passages_prompt
 from resrank_rag.backbones import cache_dir
 from resrank_rag.embedding_cache import EmbeddingCache
-from resrank_rag.index import Document, ResRankIndex, content_hash
+from resrank_rag.index import Document, Principal, ResRankIndex, content_hash
 
 
 @dataclass
@@ -29,6 +32,14 @@ class Candidate:
     retrieval_score: float
     resrank_rank: int
     resrank_score: float
+    source: str = ""
+    """The file (or document id) the passage comes from; ``page`` or ``section`` say where in it."""
+    page: int | None = None
+    section: str | None = None
+    label: str = ""
+    """How the answer cites it: ``travel.pdf p. 3``, ``leave.docx § Part-time staff``."""
+    url: str | None = None
+    """The source file on the demo server (PDFs open at the page), when the demo indexed a folder."""
 
 
 @dataclass
@@ -96,8 +107,16 @@ class DocQA:
     """Question answering over a ``ResRankIndex``; safe to call from several threads (one at a time)."""
 
     def __init__(
-        self, index: ResRankIndex, generator: Generator, k: int = 20, context_passages: int = 3, first_stage: str = "hybrid"
+        self,
+        index: ResRankIndex,
+        generator: Generator,
+        k: int = 20,
+        context_passages: int = 3,
+        first_stage: str = "hybrid",
+        users: dict[str, list[str]] | None = None,
+        source_root: Path | None = None,
     ):
+        """``users`` maps demo user names to their groups; ``source_root`` is the indexed folder (source links)."""
         if not 1 <= context_passages <= k:
             raise ValueError(f"need 1 <= context_passages <= k, got {context_passages} and {k}")
         self.index = index
@@ -105,12 +124,38 @@ class DocQA:
         self.k = k
         self.context_passages = context_passages
         self.first_stage = first_stage
+        self.users = {name: sorted(groups) for name, groups in (users or {}).items()}
+        self.source_root = source_root
         self.lock = threading.Lock()
 
-    def rank(self, query: str, watch: Stopwatch) -> tuple[list[Candidate], np.ndarray]:
-        """First-stage top-k reranked by ResRank from their stored vectors: candidates and vectors, ResRank order."""
+    def principal(self, user: str | None) -> Principal | None:
+        """Whom to search for: None while no document has an access list, else ``user`` (unknown: an error),
+        or an anonymous principal who sees only public (``"*"``) documents."""
+        if not self.index.access_controlled():
+            return None
+        if user is None:
+            return Principal("anonymous")
+        if user not in self.users:
+            raise PermissionError(f"unknown user {user!r}; the demo knows {', '.join(sorted(self.users)) or 'none'}")
+        return Principal(user, self.users[user])
+
+    def source_url(self, source: str, page: int | None) -> str | None:
+        if self.source_root is None:
+            return None
+        return f"/api/source/{quote(source)}" + (f"#page={page}" if page else "")
+
+    def readable(self, source: str, principal: Principal | None) -> bool:
+        """Whether ``principal`` may read some indexed chunk of the file ``source``."""
+        condition = models.FieldCondition(key="metadata.source", match=models.MatchValue(value=source))
+        return self.index.count(models.Filter(must=[condition]), principal=principal) > 0
+
+    def rank(self, query: str, watch: Stopwatch, principal: Principal | None = None) -> tuple[list[Candidate], np.ndarray]:
+        """First-stage top-k reranked by ResRank from their stored vectors: candidates and vectors, ResRank order.
+
+        Only chunks ``principal`` may read are candidates (Qdrant filters them in the first stage).
+        """
         with watch.stage("retrieve"):
-            hits, vectors = self.index.retrieve_with_vectors(query, self.k, first_stage=self.first_stage)
+            hits, vectors = self.index.retrieve_with_vectors(query, self.k, first_stage=self.first_stage, principal=principal)
         with watch.stage("rerank"):
             ranked = self.index.model.rerank(query, [h.text for h in hits], vectors=vectors) if hits else []
         candidates = [
@@ -122,19 +167,28 @@ class DocQA:
                 retrieval_score=float(hits[r.index].retrieval_score),
                 resrank_rank=place,
                 resrank_score=float(r.score),
+                source=str(hits[r.index].metadata.get("source", hits[r.index].doc_id)),
+                page=hits[r.index].metadata.get("page"),
+                section=hits[r.index].metadata.get("section"),
+                label=source_label(hits[r.index].metadata, hits[r.index].doc_id),
+                url=self.source_url(str(hits[r.index].metadata.get("source", "")), hits[r.index].metadata.get("page")),
             )
             for place, r in enumerate(ranked, 1)
         ]
         return candidates, vectors[[r.index for r in ranked]]
 
-    def ask(self, question: str, search_query: str | None = None, watch: Stopwatch | None = None) -> Answer:
-        """Answer ``question`` from the passages ResRank puts first for ``search_query`` (default: the question)."""
+    def ask(
+        self, question: str, search_query: str | None = None, watch: Stopwatch | None = None, user: str | None = None
+    ) -> Answer:
+        """Answer ``question`` from the passages ResRank puts first for ``search_query`` (default: the question),
+        among those ``user`` may read."""
         if not question.strip():
             raise ValueError("the question is empty")
         watch = watch or Stopwatch()
         search_query = search_query or question
+        principal = self.principal(user)
         with self.lock:
-            ranked, vectors = self.rank(search_query, watch)
+            ranked, vectors = self.rank(search_query, watch, principal)
             passages = ranked[: self.context_passages]
             with watch.stage("generate"):
                 text = self.generator.generate(SYSTEM_PROMPT, passages_prompt(question, [p.text for p in passages]))

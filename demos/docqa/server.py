@@ -27,10 +27,16 @@ class Question(BaseModel):
     question: str = Field(min_length=1, max_length=2000)
     mode: Literal["qa", "chat"] = "qa"
     history: list[Turn] = []
+    user: str | None = Field(default=None, max_length=200)
+    """The demo user to answer for (demo only: a real deployment takes the user from its authentication)."""
 
 
 def create_app(qa: DocQA, info: dict) -> FastAPI:
-    """The app; ``info`` (corpus, model, notes) is shown on the page."""
+    """The app; ``info`` (corpus, model, notes) is shown on the page.
+
+    The demo has no login: the page picks a demo user and the server looks up that user's groups
+    (``qa.users``), never taking groups from the request. See docs/security.md before deploying anything like it.
+    """
     app = FastAPI(title="ResRank document QA demo")
 
     @app.get("/", include_in_schema=False)
@@ -39,7 +45,20 @@ def create_app(qa: DocQA, info: dict) -> FastAPI:
 
     @app.get("/api/info")
     def about() -> dict:
-        return info
+        return {**info, "users": sorted(qa.users), "access_control": qa.index.access_controlled()}
+
+    @app.get("/api/source/{path:path}", include_in_schema=False)
+    def source(path: str, user: str | None = None) -> FileResponse:
+        """The original file of a passage, if the user may read some part of it."""
+        try:
+            principal = qa.principal(user)
+        except PermissionError as error:
+            raise HTTPException(403, str(error)) from None
+        root = qa.source_root.resolve() if qa.source_root is not None else None
+        file = (root / path).resolve() if root is not None else None
+        if file is None or root not in file.parents or not file.is_file() or not qa.readable(path, principal):
+            raise HTTPException(404, "no such document")  # the same answer for forbidden and missing
+        return FileResponse(file)
 
     @app.post("/api/ask")
     def ask(question: Question) -> dict:
@@ -47,9 +66,12 @@ def create_app(qa: DocQA, info: dict) -> FastAPI:
             raise HTTPException(422, "the question is empty")
         try:
             if question.mode == "chat":
-                answer = chat_turn(qa, [turn.model_dump() for turn in question.history], question.question)
+                history = [turn.model_dump() for turn in question.history]
+                answer = chat_turn(qa, history, question.question, user=question.user)
             else:
-                answer = qa.ask(question.question)
+                answer = qa.ask(question.question, user=question.user)
+        except PermissionError as error:
+            raise HTTPException(403, str(error)) from None
         except ValueError as error:
             raise HTTPException(400, str(error)) from None
         return answer.to_dict()

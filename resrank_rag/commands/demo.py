@@ -32,7 +32,9 @@ def demo(
     once: Annotated[str | None, typer.Option("--once", help="Answer this one question in the terminal and exit.")] = None,
     terminal: Annotated[bool, typer.Option("--terminal", help="Ask questions at a terminal prompt instead of the web page.")] = False,
     chat: Annotated[bool, typer.Option("--chat", help="Terminal modes: chat (follow-ups use the history).")] = False,
-    docs: Annotated[Path | None, typer.Option(exists=True, help="Folder of .md/.txt/.jsonl/.html/.pdf documents to index instead of the shipped ones.")] = None,
+    docs: Annotated[Path | None, typer.Option(exists=True, help="Folder of .md/.txt/.jsonl/.pdf/.docx/.html documents to index instead of the shipped ones.")] = None,
+    users: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="JSON of demo users and their groups, e.g. {\"alice\": [\"hr\"]} (documents with allowed_groups).")] = None,
+    user: Annotated[str | None, typer.Option(help="Terminal modes: answer as this demo user (from --users).")] = None,
     data: Annotated[Path | None, typer.Option(exists=True, file_okay=False, help="A BEIR folder with corpus.jsonl, e.g. ../shared/data/scifact.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="With --data: index only the first N passages.")] = None,
     model: Annotated[str, typer.Option(help="ResRank checkpoint folder, packaged name or hub id.")] = "resrank-minilm-smollm2",
@@ -62,12 +64,18 @@ def demo(
     settings = app.DemoSettings(
         docs=docs, data=data, limit=limit, model=model, llm=llm, k=k, context_passages=min(context, k),
         first_stage=first_stage, max_new_tokens=max_new_tokens, index_path=index_path, precision=precision,
+        users=users, user=user,
     )
-    qa, info = app.build(settings)
+    try:
+        qa, info = app.build(settings)
+        if user is not None:
+            qa.principal(user)  # an unknown user fails now, not at the first question
+    except (ValueError, PermissionError) as error:
+        raise typer.BadParameter(str(error)) from None
     if once is not None:
-        app.print_answer(qa.ask(once))
+        app.print_answer(qa.ask(once, user=user))
     elif terminal or chat:
-        app.run_terminal(qa, chat)
+        app.run_terminal(qa, chat, user)
     else:
         try:
             _demo_module("server").serve(qa, info, host=host, port=port, open_browser=not no_browser)

@@ -1,8 +1,9 @@
-"""`resrank index`: read .txt/.md/.jsonl documents, chunk them, and index or sync them into a Qdrant collection."""
+"""`resrank index`: read documents (.txt .md .jsonl .pdf .docx .html), chunk them, index or sync them into Qdrant."""
 
 from __future__ import annotations
 
 import itertools
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +14,7 @@ from resrank_rag.model import DEFAULT_MODEL
 
 
 def index(
-    source: Annotated[Path, typer.Argument(exists=True, help="A folder of .txt/.md/.jsonl files, or one such file.")],
+    source: Annotated[Path, typer.Argument(exists=True, help="A folder of .txt/.md/.jsonl/.pdf/.docx/.html files, or one such file.")],
     collection: Annotated[str, typer.Option(help="Qdrant collection name.")],
     path: Annotated[str | None, typer.Option(help="Embedded Qdrant folder (default ./.resrank/qdrant).")] = None,
     url: Annotated[str | None, typer.Option(help="Qdrant server URL instead of an embedded folder.")] = None,
@@ -26,41 +27,54 @@ def index(
     sync: Annotated[
         bool, typer.Option("--sync", help="Make the collection equal SOURCE: also remove documents no longer there.")
     ] = False,
+    allowed_group: Annotated[
+        list[str] | None,
+        typer.Option(help="Access list of documents that get none from a sidecar or JSONL field (repeat it; '*': everyone)."),
+    ] = None,
 ) -> None:
     """Index SOURCE into COLLECTION. Re-running skips unchanged documents; ids of chunks are <doc-id>#<n>.
 
     A changed document is re-chunked and its chunks that are gone are removed; --sync also removes the
-    documents that SOURCE no longer holds. Safe to interrupt: run it again to finish.
+    documents that SOURCE no longer holds. Safe to interrupt: run it again to finish. A file that cannot be
+    read (encrypted, corrupt) is reported and skipped, and a summary ends the run. Access lists
+    (allowed_groups) come from sidecar files, JSONL fields or --allowed-group: see docs/security.md.
     """
     from resrank_rag import ResRank
-    from resrank_rag.documents import read_documents
+    from resrank_rag.documents import SUFFIXES, ReadReport, read_documents
     from resrank_rag.embedding_cache import EmbeddingCache
     from resrank_rag.index import ResRankIndex
 
     if overlap >= chunk_size:
         raise typer.BadParameter("--overlap must be smaller than --chunk-size")
-    documents = read_documents(source)
+    from tqdm.auto import tqdm
+
+    report = ReadReport(echo=lambda message: tqdm.write(message, file=sys.stderr))
     try:
+        documents = read_documents(source, report, allowed_groups=allowed_group, progress=True)
         first = next(documents, None)
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, ImportError) as error:
         raise typer.BadParameter(str(error)) from None
     if first is None:
-        raise typer.BadParameter(f"{source} holds no .txt, .md or .jsonl documents")
+        typer.echo(report.summary(), err=True)
+        raise typer.BadParameter(f"{source} holds no readable documents ({' '.join(SUFFIXES)})")
     ranker = ResRank.from_pretrained(model)
     embedding_cache = EmbeddingCache(ranker) if cache else None
     with ResRankIndex(ranker, collection, path=path, url=url, api_key=api_key, embedding_cache=embedding_cache) as store:
-        write = store.sync if sync else store.index
+        options = dict(
+            batch_size=batch_size, show_progress_bar=not source.is_dir(), chunk_size=chunk_size, overlap=overlap
+        )
         try:
-            report = write(
-                itertools.chain([first], documents), batch_size=batch_size, show_progress_bar=True,
-                chunk_size=chunk_size, overlap=overlap,
-            )
-        except (ValueError, UnicodeDecodeError) as error:
+            if sync:  # files unreadable this time keep what was indexed of them
+                result = store.sync(itertools.chain([first], documents), keep=report.unread_ids, **options)
+            else:
+                result = store.index(itertools.chain([first], documents), **options)
+        except (ValueError, ImportError) as error:
             raise typer.BadParameter(str(error)) from None
+        typer.echo(report.summary(), err=True)
         if not sync:
-            typer.echo(f"{report} chunks encoded or updated; collection {collection!r} holds {store.count()} points")
+            typer.echo(f"{result} chunks encoded or updated; collection {collection!r} holds {store.count()} points")
             return
         typer.echo(
-            f"{report.documents} documents in {report.chunks} chunks, {report.written} encoded or updated, "
-            f"{report.removed} removed; collection {collection!r} holds {store.count()} points"
+            f"{result.documents} documents in {result.chunks} chunks, {result.written} encoded or updated, "
+            f"{result.removed} removed; collection {collection!r} holds {store.count()} points"
         )

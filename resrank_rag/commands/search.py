@@ -23,18 +23,29 @@ def search(
     top_n: Annotated[int, typer.Option(min=1, help="Results to show.")] = 10,
     rerank: Annotated[bool, typer.Option("--rerank/--no-rerank", help="Rerank the candidates with ResRank.")] = True,
     hybrid: Annotated[bool, typer.Option("--hybrid", help="Fuse BM25 (Qdrant sparse vectors) with dense retrieval (RRF) as first stage.")] = False,
+    group: Annotated[list[str] | None, typer.Option(help="Search as a user in this group (repeat it): only documents it may read.")] = None,
+    all_documents: Annotated[bool, typer.Option("--all-documents", help="Ignore access lists (trusted admin use).")] = False,
     precision: Precision = "auto",
 ) -> None:
     """Search COLLECTION for QUERY: Qdrant top-k, then one ResRank pass over the stored vectors."""
     from resrank_rag import ResRank
-    from resrank_rag.index import ResRankIndex
+    from resrank_rag.index import AccessError, Principal, ResRankIndex
+
+    if group and all_documents:
+        raise typer.BadParameter("give --group or --all-documents, not both")
+    principal = Principal("cli", group) if group else Principal.unrestricted_access("cli") if all_documents else None
 
     with ResRankIndex(ResRank.from_pretrained(model, precision=precision), collection, path=path, url=url, api_key=api_key) as store:
         if store.count() == 0:
             raise typer.BadParameter(
                 f"collection {collection!r} is empty or missing; run `resrank index PATH --collection {collection}`"
             )
-        hits = store.search(query, k=k, top_n=top_n, rerank=rerank, first_stage="hybrid" if hybrid else "dense")
+        try:
+            hits = store.search(
+                query, k=k, top_n=top_n, rerank=rerank, first_stage="hybrid" if hybrid else "dense", principal=principal
+            )
+        except AccessError as error:
+            raise typer.BadParameter(f"{error} (here: --group NAME, or --all-documents)") from None
     table = Table(title=f"{collection}: {query}")
     for column in ("rank", "id", "retrieval", "rerank", "text"):
         table.add_column(column, overflow="fold")
