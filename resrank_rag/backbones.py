@@ -5,12 +5,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock
-from rich.console import Console
 
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -67,8 +67,7 @@ def _dequantised_smollm2(package_folder: Path) -> Path:
             return target
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        console = Console(stderr=True)
-        console.print(f"[bold]resrank:[/] dequantising SmolLM2-135M once into {target} (about 30 s)")
+        print(f"resrank: dequantising SmolLM2-135M once into {target} (about 30 s)", file=sys.stderr)
         model = AutoModelForCausalLM.from_pretrained(package_folder, gguf_file=SMOLLM2_GGUF)
         tokenizer = AutoTokenizer.from_pretrained(package_folder, gguf_file=SMOLLM2_GGUF)
         model.hf_quantizer = None

@@ -1,6 +1,10 @@
 """The `resrank` command line: each subcommand lives in resrank_rag/commands/."""
 
-import typer
+try:
+    import typer
+    import rich  # noqa: F401 - the subcommands print with it
+except ImportError as error:  # a plain `pip install resrank-rag` is the library alone
+    raise SystemExit(f"the resrank command line needs its extra ({error.name} is missing): pip install 'resrank-rag[cli]'")
 
 from resrank_rag.commands import rerank
 from resrank_rag.commands import adapt as adapt_command

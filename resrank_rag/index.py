@@ -660,12 +660,14 @@ class ResRankIndex:
         *,
         filter: models.Filter | None = None,  # noqa: A002 - Qdrant's own name
         query_vector=None,
+        ordered: bool | None = None,
         principal: Principal | None = None,
     ) -> list[SearchHit]:
         """Retrieve the top ``k`` (optionally within ``filter``), then rerank their stored vectors in one pass.
 
         Returns the best ``top_n`` hits. The query is encoded once (not at all with ``query_vector``);
         passages are never re-encoded, and one Qdrant call returns the candidates with their vectors.
+        ``ordered`` goes to ``ResRank.rerank`` (whether the first-stage order feeds the rank prior).
         ``principal`` (a ``Principal``) admits only chunks whose ``allowed_groups`` hold one of its groups or
         ``"*"``, as a Qdrant filter of the first stage; a collection holding access lists refuses a search
         without one (``AccessError``).
@@ -676,6 +678,6 @@ class ResRankIndex:
         if not rerank or not hits:
             return hits[:top_n]
         ranked = self.model.rerank(
-            query, [h.text for h in hits], top_n=top_n, vectors=vectors, query_vector=query_vector
+            query, [h.text for h in hits], top_n=top_n, vectors=vectors, query_vector=query_vector, ordered=ordered
         )
         return [dataclasses.replace(hits[r.index], rerank_score=float(r.score)) for r in ranked]

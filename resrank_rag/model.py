@@ -156,7 +156,13 @@ class ResRank(nn.Module):
             return path
         if name in KNOWN_MODELS:
             packaged = PACKAGED_CHECKPOINTS / name
-            return packaged if (packaged / CONFIG_FILE).exists() else None
+            if not (packaged / CONFIG_FILE).exists():
+                raise FileNotFoundError(
+                    f"the packaged checkpoint {name!r} is missing its {CONFIG_FILE} in {packaged}: the resrank-rag "
+                    "install is incomplete; reinstall it (pip install --force-reinstall resrank-rag), or use "
+                    f"ResRank.untrained({name!r}) for fresh, untrained heads"
+                )
+            return packaged
         if path.exists() or name.startswith((".", "/", "~")):
             raise FileNotFoundError(f"ResRank checkpoint folder {name!r} does not exist")
         try:
@@ -284,19 +290,27 @@ class ResRank(nn.Module):
             return torch.argsort(-(passages.detach() @ query_vector.detach()), stable=True).cpu()
         return torch.arange(n)
 
-    def rank_prior(self, k: int, device=None, dtype=torch.float32) -> torch.Tensor:
-        """The learned first-stage prior ``-w_rank * ln(rank)`` for ranks 1..k (zeros with rank_prior off)."""
+    def _ordered(self, ordered: bool | None) -> bool:
+        """Whether candidates arrive best first: ``ordered``, or the config's ``rank_prior`` when None."""
+        if ordered is not None and not isinstance(ordered, bool):
+            raise TypeError(f"ordered must be True, False or None, got {ordered!r}")
+        return self.config.rank_prior if ordered is None else ordered
+
+    def rank_prior(self, k: int, device=None, dtype=torch.float32, ordered: bool | None = None) -> torch.Tensor:
+        """The learned first-stage prior ``-w_rank * ln(rank)`` for ranks 1..k (zeros when not ``ordered``)."""
         ranks = torch.arange(1, k + 1, device=device, dtype=dtype)
-        if not self.config.rank_prior:
+        if not self._ordered(ordered):
             return torch.zeros_like(ranks)
         return -self.rank_prior_weight.to(dtype) * torch.log(ranks)
 
-    def scores_without_lm(self, query_vectors: torch.Tensor, passage_vectors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    def scores_without_lm(
+        self, query_vectors: torch.Tensor, passage_vectors: Sequence[torch.Tensor], ordered: bool | None = None
+    ) -> list[torch.Tensor]:
         """This checkpoint with its reranker branch removed: cosine plus its rank prior, no LM forward."""
         scores = []
         for q_vec, vectors in zip(nn.functional.normalize(query_vectors.float(), dim=-1), passage_vectors):
             cosine = nn.functional.normalize(vectors.float(), dim=-1) @ q_vec.to(vectors.device)
-            scores.append(cosine + self.rank_prior(cosine.size(0), cosine.device).detach())
+            scores.append(cosine + self.rank_prior(cosine.size(0), cosine.device, ordered=ordered).detach())
         return scores
 
     def score_lists(
@@ -305,12 +319,15 @@ class ResRank(nn.Module):
         passage_vectors: Sequence[torch.Tensor],
         query_vectors: torch.Tensor | None = None,
         texts: Sequence[Sequence[str] | None] | None = None,
+        ordered: bool | None = None,
     ) -> list[torch.Tensor]:
         """Scores (cosine, plus the rank prior), one tensor per list, in one batched reranker forward. Differentiable.
 
         ``passage_vectors[i]`` is (K_i, dim) encoder vectors; ``query_vectors`` (B, dim) or None to encode;
-        ``texts[i]`` the candidates' texts (for lexical features) or None.
+        ``texts[i]`` the candidates' texts (for lexical features) or None; ``ordered``: whether the lists
+        arrive best first, so the rank prior applies (None: ``config.rank_prior``).
         """
+        ordered = self._ordered(ordered)
         if len(queries) != len(passage_vectors) or (texts is not None and len(texts) != len(queries)):
             raise ValueError("queries, passage_vectors (and texts) must have the same length")
         if query_vectors is None:
@@ -355,8 +372,8 @@ class ResRank(nn.Module):
         scores = []
         for i, (start, vectors, order) in enumerate(spans):
             k = vectors.size(0)
-            h_passages = _unit_norm(hidden[i, start : start + k])
-            h_query = _unit_norm(hidden[i, start + k] if self.config.query_position == "marker" else hidden[i, start - 1])
+            h_passages = _layer_norm(hidden[i, start : start + k])
+            h_query = _layer_norm(hidden[i, start + k] if self.config.query_position == "marker" else hidden[i, start - 1])
             fed = weight * self.passage_head(h_passages)
             query = weight * self.query_head(h_query)
             if self.config.residual:
@@ -366,8 +383,8 @@ class ResRank(nn.Module):
             if self.score_head is not None:
                 cosine = cosine + self.score_head(h_passages).squeeze(-1)
             score = torch.empty_like(cosine).scatter(0, order.to(device), cosine)
-            prior = self.rank_prior(k, device, score.dtype)
-            if self.prior_head is not None and self.config.rank_prior:
+            prior = self.rank_prior(k, device, score.dtype, ordered=ordered)
+            if self.prior_head is not None and ordered:
                 ranks = torch.log(torch.arange(1, k + 1, device=device, dtype=score.dtype))
                 prior = prior - self.prior_head(h_query).squeeze(-1) * ranks
             scores.append(score + prior)
@@ -382,14 +399,20 @@ class ResRank(nn.Module):
         *,
         vectors: np.ndarray | Sequence[Sequence[float]] | None = None,
         query_vector: np.ndarray | None = None,
+        ordered: bool | None = None,
     ) -> list[RerankResult]:
         """Rank candidates (texts, precomputed vectors, or both) for one query, best first.
 
         With vectors the encoder never runs on the candidates. Results carry the original index,
-        a plain float cosine score and the text when texts were given.
+        a plain float cosine score and the text when texts were given. ``ordered``: whether the candidates
+        arrive best first from a first stage, so the learned rank prior applies; pass False for candidates
+        in no particular order (None: the checkpoint's default, ``config.rank_prior``).
         """
         query_vectors = None if query_vector is None else [query_vector]
-        return self.rerank_batch([query], [candidates], top_n, vectors=None if vectors is None else [vectors], query_vectors=query_vectors)[0]
+        return self.rerank_batch(
+            [query], [candidates], top_n, vectors=None if vectors is None else [vectors],
+            query_vectors=query_vectors, ordered=ordered,
+        )[0]
 
     def rerank_batch(
         self,
@@ -400,8 +423,10 @@ class ResRank(nn.Module):
         vectors: Sequence[np.ndarray | None] | None = None,
         query_vectors: Sequence[np.ndarray] | np.ndarray | None = None,
         batch_size: int = 8,
+        ordered: bool | None = None,
     ) -> list[list[RerankResult]]:
         """``rerank`` for several queries, batched with padding ``batch_size`` lists per forward."""
+        ordered = self._ordered(ordered)
         if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1):
             raise ValueError(f"top_n must be a positive integer or None, got {top_n!r}")
         queries = [_check_query(q) for q in queries]
@@ -419,6 +444,10 @@ class ResRank(nn.Module):
                 offset += len(texts)
         if query_vectors is not None:
             query_vectors = _check_vectors(query_vectors, self.embedding_dim, "query_vectors")
+            if len(query_vectors) != len(queries):
+                raise ValueError(
+                    f"got {len(query_vectors)} query_vectors for {len(queries)} queries; give one vector per query"
+                )
         results: list[list[RerankResult]] = [[] for _ in queries]
         todo = [i for i, (_, vecs) in enumerate(lists) if len(vecs)]
         if not todo:  # nothing to rank: skip encoding the queries
@@ -432,6 +461,7 @@ class ResRank(nn.Module):
                     [torch.from_numpy(lists[i][1]) for i in chunk],
                     torch.from_numpy(q_vecs[chunk]),
                     [lists[i][0] for i in chunk],
+                    ordered=ordered,
                 )
                 for i, score in zip(chunk, scores):
                     results[i] = _ranked(score.float().cpu().numpy(), lists[i][0], top_n)
@@ -459,13 +489,17 @@ def _load_part(sub: Path, name: str, weights: str, loader, layers: int | None = 
     model, tokenizer = loader(name)
     keep_layers(model, layers)
     if (sub / "adapter_config.json").exists():
-        from peft import PeftModel
+        try:
+            from peft import PeftModel
+        except ImportError:
+            raise ImportError(f"{sub} is a LoRA adapter, which needs peft: pip install 'resrank-rag[train]'") from None
+
 
         model = PeftModel.from_pretrained(model, sub)
     return model, tokenizer
 
 
-def _unit_norm(hidden: torch.Tensor) -> torch.Tensor:
+def _layer_norm(hidden: torch.Tensor) -> torch.Tensor:
     return nn.functional.layer_norm(hidden, hidden.shape[-1:])
 
 

@@ -1,4 +1,4 @@
-"""Real data: SciFact through an embedded ResRankIndex matches the evaluation harness (issue 5, "Done when")."""
+"""Real data: SciFact through an embedded ResRankIndex matches the evaluation harness."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Reliability of the core API: hostile input, concurrency, determinism (issue 9)."""
+"""Reliability of the core API: hostile input, concurrency, determinism."""
 
 import asyncio
 import math

@@ -10,6 +10,7 @@ from langchain_qdrant import QdrantVectorStore, RetrievalMode
 from qdrant_client import models
 
 from resrank_rag import ResRank
+from resrank_rag.adapters import collection_fingerprint, fetch_vectors, point_vector, search_request
 
 
 def holds_model_vectors(store: QdrantVectorStore, model: ResRank) -> bool:
@@ -22,8 +23,7 @@ def holds_model_vectors(store: QdrantVectorStore, model: ResRank) -> bool:
         return False
     encoder = getattr(getattr(store.embeddings, "model", None), "encoder_fingerprint", None)
     if encoder is None:
-        record = store.client.get_collection(store.collection_name).config.metadata or {}
-        encoder = record.get("encoder_fingerprint")
+        encoder = collection_fingerprint(store.client, store.collection_name)
     return encoder == model.encoder_fingerprint
 
 
@@ -37,14 +37,7 @@ def stored_vectors(store: QdrantVectorStore, documents: Sequence[Document]) -> d
     }
     if not wanted:
         return {}
-    name = store.vector_name
-    points = store.client.retrieve(
-        store.collection_name,
-        ids=list(dict.fromkeys(wanted.values())),
-        with_payload=False,
-        with_vectors=[name] if name else True,
-    )
-    by_id = {str(p.id): p.vector[name] if isinstance(p.vector, dict) else p.vector for p in points}
+    by_id = fetch_vectors(store.client, store.collection_name, list(wanted.values()), store.vector_name)
     return {
         position: np.asarray(by_id[str(point)], dtype=np.float32)
         for position, point in wanted.items()
@@ -61,21 +54,13 @@ def search_with_vectors(
     ``consistency``). Documents are built as ``QdrantVectorStore`` builds them (``_id``, ``_collection_name``).
     """
     name = store.vector_name
-    points = store.client.query_points(
-        store.collection_name,
-        query=query_vector.tolist(),
-        using=name or None,
-        limit=k,
-        with_payload=True,
-        with_vectors=[name] if name else True,
-        **options,
-    ).points
+    points = store.client.query_points(**search_request(store.collection_name, query_vector, name, k, **options)).points
     documents = []
     for point in points:
         metadata = dict(point.payload.get(store.metadata_payload_key) or {})
         metadata.update(_id=point.id, _collection_name=store.collection_name)
         documents.append(Document(page_content=point.payload.get(store.content_payload_key, ""), metadata=metadata))
-    vectors = [point.vector[name] if isinstance(point.vector, dict) else point.vector for point in points]
+    vectors = [point_vector(point, name) for point in points]
     return documents, np.asarray(vectors, dtype=np.float32) if vectors else np.zeros((0, 0), dtype=np.float32)
 
 

@@ -37,13 +37,18 @@ class ResRankCompressor(BaseDocumentCompressor):
         ```
     """
 
-    model: ResRank | None = Field(default=None, exclude=True)
+    model: ResRank | str | None = Field(default=None, exclude=True)
+    """A loaded ``ResRank``, or a model name / checkpoint folder to load (as ``model_name``)."""
     model_name: str = DEFAULT_MODEL
     device: str | None = None
     top_n: int | None = Field(default=3, gt=0)
     """How many documents to keep; None keeps all, reordered."""
     score_threshold: float | None = None
     """Drop documents scoring below this cosine score."""
+    ordered: bool | None = None
+    """Whether documents arrive best first, so the learned rank prior applies; False for documents in no
+    particular order; None: the checkpoint's default. With a dense first stage and zero residual heads (the
+    packaged model) the order cannot change whatever this is."""
     vector_store: QdrantVectorStore | None = Field(default=None, exclude=True)
     """The store the documents came from, to reuse its vectors instead of encoding passages."""
     cache: EmbeddingCache | None = Field(default=None, exclude=True)
@@ -53,8 +58,11 @@ class ResRankCompressor(BaseDocumentCompressor):
 
     @model_validator(mode="after")
     def _prepare(self) -> ResRankCompressor:
-        if self.model is None:
+        if not isinstance(self.model, ResRank):
+            self.model_name = str(self.model or self.model_name)
             self.model = load_model(self.model_name, self.device)
+        elif self.device is not None:
+            load_model(self.model, self.device)  # raises: device applies only when loading by name
         check_cache(self.cache, self.model)
         if self.cache is None:
             self.cache = EmbeddingCache(self.model)
@@ -91,6 +99,7 @@ class ResRankCompressor(BaseDocumentCompressor):
             top_n=top_n,
             vectors=self._vectors(documents) if vectors is None else vectors,
             query_vector=query_vector,
+            ordered=self.ordered,
         )
         return [
             documents[r.index].model_copy(

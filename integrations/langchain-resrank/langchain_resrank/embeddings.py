@@ -29,7 +29,8 @@ class ResRankEmbeddings(BaseModel, Embeddings):
         ```
     """
 
-    model: ResRank | None = Field(default=None, exclude=True)
+    model: ResRank | str | None = Field(default=None, exclude=True)
+    """A loaded ``ResRank``, or a model name / checkpoint folder to load (as ``model_name``)."""
     model_name: str = DEFAULT_MODEL
     device: str | None = None
     batch_size: int = Field(default=32, gt=0)
@@ -40,8 +41,11 @@ class ResRankEmbeddings(BaseModel, Embeddings):
 
     @model_validator(mode="after")
     def _load_model(self) -> ResRankEmbeddings:
-        if self.model is None:
+        if not isinstance(self.model, ResRank):
+            self.model_name = str(self.model or self.model_name)
             self.model = load_model(self.model_name, self.device)
+        elif self.device is not None:
+            load_model(self.model, self.device)  # raises: device applies only when loading by name
         check_cache(self.cache, self.model)
         return self
 

@@ -16,6 +16,7 @@ from langchain_resrank._qdrant import check_filter, holds_model_vectors, search_
 from langchain_resrank.compressor import ResRankCompressor
 from langchain_resrank.embeddings import ResRankEmbeddings
 from resrank_rag import DEFAULT_MODEL, ResRank
+from resrank_rag.adapters import positive_int as _positive
 from resrank_rag.embedding_cache import EmbeddingCache
 from resrank_rag.index import ResRankIndex, SearchHit
 
@@ -43,7 +44,8 @@ class ResRankRetriever(BaseRetriever):
 
     vector_store: QdrantVectorStore | None = Field(default=None, exclude=True)
     index: ResRankIndex | None = Field(default=None, exclude=True)
-    model: ResRank | None = Field(default=None, exclude=True)
+    model: ResRank | str | None = Field(default=None, exclude=True)
+    """A loaded ``ResRank`` or a name to load; default: the index's, or the store's ``ResRankEmbeddings``'."""
     model_name: str = DEFAULT_MODEL
     device: str | None = None
     k: int = Field(default=10, gt=0)
@@ -55,6 +57,8 @@ class ResRankRetriever(BaseRetriever):
     ``score_threshold`` and ``consistency`` (as in ``QdrantVectorStore.similarity_search``)."""
     first_stage: Literal["dense", "hybrid"] = "dense"
     """``ResRankIndex`` first stage: dense, or dense fused with BM25."""
+    ordered: bool | None = None
+    """Whether the first-stage order feeds the learned rank prior (see ``ResRankCompressor.ordered``)."""
     cache: EmbeddingCache | None = Field(default=None, exclude=True)
     """Encodes passages the store holds no vectors of (see ``ResRankCompressor``)."""
 
@@ -72,13 +76,13 @@ class ResRankRetriever(BaseRetriever):
             if self.model is not None and self.model is not self.index.model:
                 raise ValueError("index= brings its own model; leave model= out (the index reranks with index.model)")
             self.model = self.index.model
-        elif self.model is None:
-            embeddings = self.vector_store.embeddings
-            self.model = (
-                embeddings.model
-                if isinstance(embeddings, ResRankEmbeddings)
-                else load_model(self.model_name, self.device)
-            )
+        elif isinstance(self.model, ResRank):
+            load_model(self.model, self.device)  # device applies only when loading by name
+        elif self.model is None and isinstance(self.vector_store.embeddings, ResRankEmbeddings):
+            self.model = self.vector_store.embeddings.model
+        else:
+            self.model_name = str(self.model or self.model_name)
+            self.model = load_model(self.model_name, self.device)
         allowed = INDEX_SEARCH_KWARGS if self.index is not None else STORE_SEARCH_KWARGS
         unknown = sorted(set(self.search_kwargs) - allowed)
         if unknown:
@@ -96,7 +100,7 @@ class ResRankRetriever(BaseRetriever):
             self.k = k
         if self.vector_store is not None:
             self._compressor = ResRankCompressor(
-                model=self.model, vector_store=self.vector_store, cache=self.cache, top_n=None
+                model=self.model, vector_store=self.vector_store, cache=self.cache, top_n=None, ordered=self.ordered
             )
             self._direct = self.vector_store.retrieval_mode == RetrievalMode.DENSE and holds_model_vectors(
                 self.vector_store, self.model
@@ -110,7 +114,9 @@ class ResRankRetriever(BaseRetriever):
         top_n = min(k, _positive((self.top_n or k) if top_n is None else top_n, "top_n"))
         options = {key: value for key, value in self.search_kwargs.items() if key != "k"}
         if self.index is not None:
-            hits = self.index.search(query, k=k, top_n=top_n, first_stage=self.first_stage, filter=options.get("filter"))
+            hits = self.index.search(
+                query, k=k, top_n=top_n, first_stage=self.first_stage, filter=options.get("filter"), ordered=self.ordered
+            )
             return [_document(hit) for hit in hits]
         if not self._direct:  # another embedding model, or a sparse/hybrid store: its own search, then rerank
             candidates = self.vector_store.similarity_search(query, k=k, **options)
@@ -131,12 +137,6 @@ class ResRankRetriever(BaseRetriever):
         return await asyncio.to_thread(
             self._get_relevant_documents, query, run_manager=run_manager.get_sync(), k=k, top_n=top_n
         )
-
-
-def _positive(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
 
 
 def _document(hit: SearchHit) -> Document:

@@ -1,4 +1,4 @@
-"""Property-based checks (hypothesis): arbitrary unicode never breaks the compressor (issue 9)."""
+"""Property-based checks (hypothesis): arbitrary unicode never breaks the compressor."""
 
 import math
 

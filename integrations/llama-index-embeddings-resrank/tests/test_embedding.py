@@ -67,10 +67,10 @@ def test_empty_batch(embed):
 
 
 def test_clear_errors(tiny):
-    with pytest.raises(ValueError, match="device only applies"):
+    with pytest.raises(ValueError, match="device only applies when loading by model_name"):
         ResRankEmbedding(model=tiny, device="cpu", cache=":memory:")
-    with pytest.raises(TypeError, match="resrank_rag.ResRank"):
-        ResRankEmbedding(model="not a model", cache=":memory:")
+    with pytest.raises(TypeError, match="resrank_rag.ResRank or a model name"):
+        ResRankEmbedding(model=42, cache=":memory:")
     from resrank_rag.testing import tiny_resrank
 
     other = EmbeddingCache(tiny_resrank(seed=1), ":memory:")

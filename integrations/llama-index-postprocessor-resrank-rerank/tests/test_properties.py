@@ -1,4 +1,4 @@
-"""Property-based checks (hypothesis): arbitrary unicode never breaks the postprocessor (issue 9)."""
+"""Property-based checks (hypothesis): arbitrary unicode never breaks the postprocessor."""
 
 import json
 import math

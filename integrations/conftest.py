@@ -1,3 +1,5 @@
+"""Fixtures the tests of the three LlamaIndex packages share (llama-index imported inside the fixtures)."""
+
 import os
 from pathlib import Path
 from typing import Any, List
@@ -6,9 +8,8 @@ import pytest
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-FIXTURES = Path(__file__).parent / "fixtures"
 
 
 class EncodeCounter:

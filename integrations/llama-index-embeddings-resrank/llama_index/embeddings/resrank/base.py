@@ -9,33 +9,15 @@ from typing import Any, List, Optional, Union
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from resrank_rag import DEFAULT_MODEL, ResRank
+from resrank_rag.adapters import load_model, open_cache
 from resrank_rag.embedding_cache import EmbeddingCache
-
-
-def load_model(model: Optional[ResRank], model_name: str, device: Optional[str]) -> ResRank:
-    """The given model, or the one named by ``model_name`` loaded onto ``device``."""
-    if model is None:
-        return ResRank.from_pretrained(model_name, device=device)
-    if not isinstance(model, ResRank):
-        raise TypeError(f"model must be a resrank_rag.ResRank, got {type(model).__name__}")
-    if device is not None:
-        raise ValueError("device only applies when loading by model_name; move a loaded model yourself (model.to(device))")
-    return model
-
-
-def open_cache(model: ResRank, cache: Union[EmbeddingCache, str, Path, None]) -> EmbeddingCache:
-    """An EmbeddingCache for ``model``: the given one, one at a path (":memory:" too), or the user-cache default."""
-    if isinstance(cache, EmbeddingCache):
-        if cache.model.encoder_fingerprint != model.encoder_fingerprint:
-            raise ValueError("the EmbeddingCache was made for another encoder; build it with the same ResRank model")
-        return cache
-    return EmbeddingCache(model, cache)
 
 
 class ResRankEmbedding(BaseEmbedding):
     """Query and passage vectors from a ResRank encoder: the vectors ResRankRerank reranks without re-encoding.
 
-    Pass a loaded ``model`` to share it with ``ResRankRerank``, or a ``model_name`` to load one. Passage
+    ``model`` is a loaded ``ResRank`` (share it with ``ResRankRerank``) or a model name / checkpoint folder
+    to load (``device`` applies then; ``model_name=`` is the same as a name). Passage
     embeddings go through the core ``EmbeddingCache`` (``cache``: an instance, a file path, ":memory:", or
     None for the per-encoder file in the user cache), so a text is encoded once across runs and components.
     """
@@ -50,15 +32,15 @@ class ResRankEmbedding(BaseEmbedding):
     def __init__(
         self,
         model_name: str = DEFAULT_MODEL,
-        model: Optional[ResRank] = None,
+        model: Union[ResRank, str, None] = None,
         device: Optional[str] = None,
         cache: Union[EmbeddingCache, str, Path, None] = None,
         embed_batch_size: int = 32,
         **kwargs: Any,
     ) -> None:
-        loaded = load_model(model, model_name, device)
+        loaded = load_model(model_name if model is None else model, device)
         super().__init__(
-            model_name=loaded.name if model is not None else model_name,
+            model_name=loaded.name if isinstance(model, ResRank) else str(model or model_name),
             embed_batch_size=embed_batch_size,
             device=device,
             **kwargs,

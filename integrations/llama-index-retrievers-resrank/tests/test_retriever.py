@@ -12,13 +12,21 @@ QUERY = "Which river carries the most water?"
 
 
 @pytest.fixture
-def qdrant(tiny, documents, make_qdrant_index):
-    return make_qdrant_index(documents, ResRankEmbedding(model=tiny, cache=":memory:"))
+def embed_cache(tiny):
+    """The cache ResRankEmbedding writes; a reranker given it checks the store's vectors without encoding."""
+    from resrank_rag.embedding_cache import EmbeddingCache
+
+    return EmbeddingCache(tiny, ":memory:")
 
 
-def test_qdrant_path_retrieves_k_and_reranks_to_top_n_without_encoding_passages(tiny, qdrant, count_encodes):
+@pytest.fixture
+def qdrant(tiny, documents, make_qdrant_index, embed_cache):
+    return make_qdrant_index(documents, ResRankEmbedding(model=tiny, cache=embed_cache))
+
+
+def test_qdrant_path_retrieves_k_and_reranks_to_top_n_without_encoding_passages(tiny, qdrant, count_encodes, embed_cache):
     index, store = qdrant
-    retriever = ResRankRetriever(store, tiny, k=6, top_n=3, keep_retrieval_score=True, cache=":memory:")
+    retriever = ResRankRetriever(store, tiny, k=6, top_n=3, keep_retrieval_score=True, cache=embed_cache)
     assert isinstance(retriever, BaseRetriever)
     counter = count_encodes(tiny)
     results = retriever.retrieve(QUERY)
@@ -28,7 +36,7 @@ def test_qdrant_path_retrieves_k_and_reranks_to_top_n_without_encoding_passages(
 
     dense = index.as_retriever(similarity_top_k=6).retrieve(QUERY)  # the same first stage, through LlamaIndex
     assert {n.node.node_id for n in dense} >= {n.node.node_id for n in results}
-    expected = ResRankRerank(model=tiny, top_n=3, vector_store=store, cache=":memory:").postprocess_nodes(
+    expected = ResRankRerank(model=tiny, top_n=3, vector_store=store, cache=embed_cache).postprocess_nodes(
         dense, query_str=QUERY
     )
     assert [n.node.node_id for n in results] == [n.node.node_id for n in expected]
@@ -40,8 +48,8 @@ def test_qdrant_path_retrieves_k_and_reranks_to_top_n_without_encoding_passages(
 
 
 @pytest.mark.asyncio
-async def test_async_equals_sync(tiny, qdrant):
-    retriever = ResRankRetriever(qdrant[1], tiny, k=8, top_n=4, cache=":memory:")
+async def test_async_equals_sync(tiny, qdrant, embed_cache):
+    retriever = ResRankRetriever(qdrant[1], tiny, k=8, top_n=4, cache=embed_cache)
     sync = retriever.retrieve(QUERY)
     asynchronous = await retriever.aretrieve(QUERY)
     assert [(n.node.node_id, n.score) for n in asynchronous] == [(n.node.node_id, n.score) for n in sync]
@@ -62,7 +70,7 @@ def test_clear_errors(tiny):
 
 @pytest.mark.parametrize("first_stage", ["dense", "hybrid"])
 def test_core_index_path(tiny, count_encodes, first_stage):
-    index_module = pytest.importorskip("resrank_rag.index", reason="resrank_rag.index (issue 5) is not there yet")
+    index_module = pytest.importorskip("resrank_rag.index")
     index = index_module.ResRankIndex(tiny, collection="docs", path=":memory:")
     texts = ["The Amazon river carries the most water.", "Everest is the highest mountain.", "Qdrant stores vectors."]
     index.index([index_module.Document(id=f"d{i}", text=t, metadata={"n": i}) for i, t in enumerate(texts)])
@@ -77,7 +85,7 @@ def test_core_index_path(tiny, count_encodes, first_stage):
 
 
 def test_core_index_rejects_a_model_with_another_encoder(tiny):
-    index_module = pytest.importorskip("resrank_rag.index", reason="resrank_rag.index (issue 5) is not there yet")
+    index_module = pytest.importorskip("resrank_rag.index")
     from resrank_rag.testing import tiny_resrank
 
     index = index_module.ResRankIndex(tiny, collection="docs", path=":memory:")
@@ -128,42 +136,42 @@ def test_core_index_path_honours_qdrant_filters_too(tiny):
     assert both_fail.retrieve("water") == []  # both filters apply, neither replaces the other
 
 
-def test_a_query_bundle_embedding_is_used_instead_of_encoding(tiny, count_encodes, qdrant):
+def test_a_query_bundle_embedding_is_used_instead_of_encoding(tiny, count_encodes, qdrant, embed_cache):
     from llama_index.core.schema import QueryBundle
 
     index = core_index(tiny)
     bundle = QueryBundle(query_str=QUERY, embedding=tiny.encode_query(QUERY).tolist())
     counter = count_encodes(tiny)
     for store in (index, qdrant[1]):
-        assert ResRankRetriever(store, tiny, k=4, top_n=2, cache=":memory:").retrieve(bundle)
+        assert ResRankRetriever(store, tiny, k=4, top_n=2, cache=embed_cache).retrieve(bundle)
     assert (counter.passages, counter.queries) == (0, 0)
     wrong = QueryBundle(query_str=QUERY, embedding=[0.1, 0.2])
     with pytest.raises(ValueError, match="2 dimensions"):
-        ResRankRetriever(index, k=4, cache=":memory:").retrieve(wrong)
+        ResRankRetriever(index, k=4, cache=embed_cache).retrieve(wrong)
 
 
-def test_qdrant_path_honours_metadata_filters_with_the_stores_builder(tiny, qdrant, count_encodes):
-    retriever = ResRankRetriever(qdrant[1], tiny, k=8, top_n=8, filters=topic_filters("geography"), cache=":memory:")
+def test_qdrant_path_honours_metadata_filters_with_the_stores_builder(tiny, qdrant, count_encodes, embed_cache):
+    retriever = ResRankRetriever(qdrant[1], tiny, k=8, top_n=8, filters=topic_filters("geography"), cache=embed_cache)
     counter = count_encodes(tiny)
     results = retriever.retrieve(QUERY)
     assert (counter.passages, counter.queries) == (0, 1)
     assert {n.node.metadata["topic"] for n in results} == {"geography"} and len(results) == 2
 
 
-def test_arguments_that_cannot_apply_are_refused(tiny, qdrant):
+def test_arguments_that_cannot_apply_are_refused(tiny, qdrant, embed_cache):
     with pytest.raises(ValueError, match="first_stage='hybrid' needs a resrank_rag ResRankIndex"):
-        ResRankRetriever(qdrant[1], tiny, first_stage="hybrid", cache=":memory:")
+        ResRankRetriever(qdrant[1], tiny, first_stage="hybrid", cache=embed_cache)
     with pytest.raises(ValueError, match="first_stage must be"):
-        ResRankRetriever(core_index(tiny), first_stage="sparse", cache=":memory:")
+        ResRankRetriever(core_index(tiny), first_stage="sparse", cache=embed_cache)
     with pytest.raises(TypeError, match="qdrant_client.models.Filter"):
-        ResRankRetriever(qdrant[1], tiny, qdrant_filters={"topic": "geography"}, cache=":memory:")
+        ResRankRetriever(qdrant[1], tiny, qdrant_filters={"topic": "geography"}, cache=embed_cache)
     with pytest.raises(TypeError, match="MetadataFilters"):
-        ResRankRetriever(qdrant[1], tiny, filters={"topic": "geography"}, cache=":memory:")
+        ResRankRetriever(qdrant[1], tiny, filters={"topic": "geography"}, cache=embed_cache)
     from qdrant_client import models
 
     bare = models.Filter(must=[models.FieldCondition(key="topic", match=models.MatchValue(value="zoo"))])
     with pytest.raises(ValueError, match="'metadata.topic'"):
-        ResRankRetriever(core_index(tiny), qdrant_filters=bare, cache=":memory:")
+        ResRankRetriever(core_index(tiny), qdrant_filters=bare, cache=embed_cache)
 
 
 async def test_a_store_with_only_an_async_client_works_in_aretrieve_and_apostprocess(tiny, documents, count_encodes):
@@ -173,20 +181,34 @@ async def test_a_store_with_only_an_async_client_works_in_aretrieve_and_apostpro
 
     embed = ResRankEmbedding(model=tiny, cache=":memory:")
     nodes = SentenceSplitter(chunk_size=512).get_nodes_from_documents(documents)
-    for node, vector in zip(nodes, embed.get_text_embedding_batch([n.get_content() for n in nodes])):
+    texts = [n.get_content(metadata_mode="embed") for n in nodes]  # what LlamaIndex embeds
+    for node, vector in zip(nodes, embed.get_text_embedding_batch(texts)):
         node.embedding = vector
     store = QdrantVectorStore(collection_name="async-only", aclient=AsyncQdrantClient(location=":memory:"))
     assert store.client is None
     await store.async_add(nodes)
 
     counter = count_encodes(tiny)
-    results = await ResRankRetriever(store, tiny, k=6, top_n=3, cache=":memory:").aretrieve(QUERY)
+    results = await ResRankRetriever(store, tiny, k=6, top_n=3, cache=embed.cache).aretrieve(QUERY)
     assert len(results) == 3 and (counter.passages, counter.queries) == (0, 1)
     with pytest.raises(ValueError, match="only an async client"):
         ResRankRetriever(store, tiny, k=6, cache=":memory:").retrieve(QUERY)
 
     bare = [NodeWithScore(node=n.node.model_copy(update={"embedding": None}), score=n.score) for n in results]
-    reranker = ResRankRerank(model=tiny, top_n=2, vector_store=store, cache=":memory:")
+    reranker = ResRankRerank(model=tiny, top_n=2, vector_store=store, cache=embed.cache)
     reranked = await reranker.apostprocess_nodes(bare, query_str=QUERY)
     assert counter.passages == 0  # the vectors came through the async client
     assert [n.node.node_id for n in reranked] == [n.node.node_id for n in results[:2]]
+
+
+def test_a_collection_of_another_encoder_is_refused(tiny, documents, make_qdrant_index):
+    from resrank_rag.testing import tiny_resrank
+
+    _, store = make_qdrant_index(documents, ResRankEmbedding(model=tiny_resrank(seed=9), cache=":memory:"))
+    with pytest.raises(ValueError, match="another encoder"):
+        ResRankRetriever(store, tiny, k=4, cache=":memory:").retrieve(QUERY)
+
+
+def test_ordered_reaches_the_reranker(tiny, qdrant, embed_cache):
+    assert ResRankRetriever(qdrant[1], tiny, ordered=False, cache=embed_cache).reranker.ordered is False
+    assert ResRankRetriever(qdrant[1], tiny, cache=embed_cache).reranker.ordered is None

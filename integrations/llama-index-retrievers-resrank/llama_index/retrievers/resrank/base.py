@@ -15,7 +15,9 @@ from llama_index.postprocessor.resrank_rerank import ResRankRerank
 from llama_index.postprocessor.resrank_rerank.base import async_client, sync_client
 from qdrant_client import models
 from resrank_rag import DEFAULT_MODEL, ResRank
+from resrank_rag.adapters import positive_int, search_request
 from resrank_rag.embedding_cache import EmbeddingCache
+
 
 class ResRankRetriever(BaseRetriever):
     """Retrieve ``k`` candidates together with their stored vectors, rerank them to ``top_n`` in one pass.
@@ -25,18 +27,20 @@ class ResRankRetriever(BaseRetriever):
     ``resrank_rag.index.ResRankIndex`` (``first_stage``: "dense" or "hybrid"). ``filters``
     (``MetadataFilters``) and ``qdrant_filters`` (a qdrant ``Filter``) restrict the first stage on both;
     given together, both apply. The query is encoded once (not at all when the ``QueryBundle`` carries
-    its embedding); passages are never re-encoded: the first stage returns their vectors.
+    its embedding); passages are never re-encoded: the first stage returns their vectors. ``ordered``
+    (default: the checkpoint's) feeds the first-stage order to the rank prior, as in ``ResRankRerank``.
     """
 
     def __init__(
         self,
         store: Any,
-        model: Optional[ResRank] = None,
+        model: Union[ResRank, str, None] = None,
         *,
         model_name: str = DEFAULT_MODEL,
         device: Optional[str] = None,
         k: int = 100,
         top_n: int = 10,
+        ordered: Optional[bool] = None,
         score_threshold: Optional[float] = None,
         keep_retrieval_score: bool = False,
         filters: Optional[MetadataFilters] = None,
@@ -51,8 +55,7 @@ class ResRankRetriever(BaseRetriever):
             raise TypeError(
                 f"store must be a llama_index QdrantVectorStore or a resrank_rag ResRankIndex, got {type(store).__name__}"
             )
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k (candidates to retrieve) must be a positive integer, got {k!r}")
+        positive_int(k, "k (candidates to retrieve)")
         if first_stage not in ("dense", "hybrid"):
             raise ValueError(f"first_stage must be 'dense' or 'hybrid', got {first_stage!r}")
         if first_stage != "dense" and not core:
@@ -67,7 +70,9 @@ class ResRankRetriever(BaseRetriever):
         store_model = getattr(store, "model", None)  # a ResRankIndex holds its model
         if model is None:
             model = store_model
-        elif store_model is not None and store_model.encoder_fingerprint != model.encoder_fingerprint:
+        elif store_model is not None and (
+            not isinstance(model, ResRank) or store_model.encoder_fingerprint != model.encoder_fingerprint
+        ):
             raise ValueError("model has another encoder than the ResRankIndex; pass the index's model or none")
         super().__init__(callback_manager=callback_manager, verbose=verbose)
         self._store = store
@@ -84,6 +89,7 @@ class ResRankRetriever(BaseRetriever):
             model=model,
             model_name=model_name,
             device=device,
+            ordered=ordered,
             score_threshold=score_threshold,
             keep_retrieval_score=keep_retrieval_score,
             vector_store=None if core else store,
@@ -134,16 +140,8 @@ class ResRankRetriever(BaseRetriever):
         return await self._reranker.apostprocess_nodes(candidates, bundle)
 
     def _query_options(self, vector: np.ndarray) -> dict:
-        name = self._store.dense_vector_name
-        return dict(
-            collection_name=self._store.collection_name,
-            query=vector.tolist(),
-            using=name or None,
-            limit=self._k,
-            query_filter=self._filter,
-            with_payload=True,
-            with_vectors=[name] if name else True,
-        )
+        store = self._store
+        return search_request(store.collection_name, vector, store.dense_vector_name, self._k, query_filter=self._filter)
 
     def _missing(self) -> ValueError:
         return ValueError(
@@ -167,7 +165,15 @@ class ResRankRetriever(BaseRetriever):
 
     def _nodes(self, points: list) -> List[NodeWithScore]:
         result = self._store.parse_to_query_result(points)
-        return [NodeWithScore(node=node, score=float(score)) for node, score in zip(result.nodes, result.similarities)]
+        nodes = [NodeWithScore(node=node, score=float(score)) for node, score in zip(result.nodes, result.similarities)]
+        stored = {n.node.node_id: n.node.embedding for n in nodes if n.node.embedding is not None}
+        if not self._reranker.holds_model_vectors(nodes, stored):
+            raise ValueError(
+                f"Qdrant collection {self._store.collection_name!r} holds vectors of another encoder, so a search "
+                "with this ResRank model's query vector means nothing there. Embed it with ResRankEmbedding over "
+                "the same model, or search it with its own retriever and rerank with ResRankRerank(vector_store=...)"
+            )
+        return nodes
 
     def _from_core_index(self, query: str, vector: Optional[np.ndarray]):
         if vector is None:

@@ -150,7 +150,8 @@ def test_embeddings_of_another_model_are_replaced_with_a_warning(tiny, count_enc
 
 
 def test_vectors_are_read_from_qdrant_when_nodes_lack_them(tiny, documents, make_qdrant_index, count_encodes):
-    index, store = make_qdrant_index(documents, ResRankEmbedding(model=tiny, cache=":memory:"))
+    embed = ResRankEmbedding(model=tiny, cache=":memory:")
+    index, store = make_qdrant_index(documents, embed)
     retrieved = index.as_retriever(similarity_top_k=6).retrieve("Which tower is in Paris?")
     assert len(retrieved) == 6 and all(n.node.embedding is None for n in retrieved)  # Qdrant omits vectors
     with_vectors = [
@@ -158,10 +159,10 @@ def test_vectors_are_read_from_qdrant_when_nodes_lack_them(tiny, documents, make
         for n, v in zip(retrieved, tiny.encode([n.node.get_content(metadata_mode="embed") for n in retrieved]).tolist())
     ]
     counter = count_encodes(tiny)
-    from_store = ResRankRerank(model=tiny, top_n=6, vector_store=store, cache=":memory:").postprocess_nodes(
+    from_store = ResRankRerank(model=tiny, top_n=6, vector_store=store, cache=embed.cache).postprocess_nodes(
         retrieved, query_str="Which tower is in Paris?"
     )
-    assert counter.passages == 0
+    assert counter.passages == 0  # the store's vectors were checked against the shared cache, not re-encoded
     direct = ResRankRerank(model=tiny, top_n=6, cache=":memory:").postprocess_nodes(
         with_vectors, query_str="Which tower is in Paris?"
     )
@@ -180,11 +181,12 @@ def test_clear_errors(tiny):
 def test_query_engine_encodes_only_the_query_once(tiny, documents, make_qdrant_index, count_encodes):
     from llama_index.core.llms import MockLLM
 
-    index, store = make_qdrant_index(documents, ResRankEmbedding(model=tiny, cache=":memory:"))
+    embed = ResRankEmbedding(model=tiny, cache=":memory:")
+    index, store = make_qdrant_index(documents, embed)
     engine = index.as_query_engine(
         llm=MockLLM(max_tokens=8),
         similarity_top_k=6,
-        node_postprocessors=[ResRankRerank(model=tiny, top_n=2, vector_store=store, cache=":memory:")],
+        node_postprocessors=[ResRankRerank(model=tiny, top_n=2, vector_store=store, cache=embed.cache)],
     )
     counter = count_encodes(tiny)
     response = engine.query("Which tower is in Paris?")

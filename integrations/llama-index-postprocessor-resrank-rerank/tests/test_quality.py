@@ -78,8 +78,11 @@ def bm25_run(corpus: dict, queries: dict) -> dict:
 def test_rerank_improves_or_equals_bm25_and_dense_on_the_shipped_judged_set(packaged_model, count_encodes):
     data = json.loads(FIXTURE.read_text())
     corpus, queries, qrels = data["corpus"], data["queries"], data["qrels"]
-    index, store = build_index(packaged_model, corpus, cache=":memory:")
-    reranker = ResRankRerank(model=packaged_model, top_n=len(corpus), vector_store=store, cache=":memory:")
+    from resrank_rag.embedding_cache import EmbeddingCache
+
+    cache = EmbeddingCache(packaged_model, ":memory:")  # shared: the reranker checks the store's vectors for free
+    index, store = build_index(packaged_model, corpus, cache=cache)
+    reranker = ResRankRerank(model=packaged_model, top_n=len(corpus), vector_store=store, cache=cache)
 
     bm25 = bm25_run(corpus, queries)
     dense = {
@@ -115,7 +118,7 @@ def test_rerank_of_bm25_top100_on_trec_dl_2020(packaged_model, shared_data):
             bm25.setdefault(qid, []).append((did, float(score)))
 
     _, store = build_index(packaged_model, corpus, cache=None)  # the user cache: encoded once across runs
-    reranker = ResRankRerank(model=packaged_model, top_n=100, vector_store=store, cache=":memory:")
+    reranker = ResRankRerank(model=packaged_model, top_n=100, vector_store=store, cache=None)
     reranked = rerank_run(reranker, corpus, queries, bm25)
     before, after = ndcg10(qrels, bm25), ndcg10(qrels, reranked)
     print(f"TREC DL 2020 ({len(bm25)} queries) nDCG@10: BM25 {before:.4f} -> ResRankRerank {after:.4f}")
