@@ -494,7 +494,6 @@ def _load_part(sub: Path, name: str, weights: str, loader, layers: int | None = 
         except ImportError:
             raise ImportError(f"{sub} is a LoRA adapter, which needs peft: pip install 'resrank-rag[train]'") from None
 
-
         model = PeftModel.from_pretrained(model, sub)
     return model, tokenizer
 

@@ -75,8 +75,12 @@ def test_page_says_what_the_checkpoint_adds_to_dense():
     with torch.no_grad():
         model.rank_prior_weight.fill_(0.0315)
     untrained, note = describe_ranking(model)
-    assert not untrained and "rank prior (0.032" in note
+    assert not untrained and "rank prior (0.032" in note and "adds nothing" in note
+    model.config.extra["lm_branch"] = {"DL 2020": {"resrank": 0.6232, "resrank-nolm": 0.6232}}
+    assert "DL 2020 0.623 with the LM, 0.623 without" in describe_ranking(model)[1]
     perturb_heads(model)
+    assert describe_ranking(model) == (False, "Measured nDCG@10: DL 2020 0.623 with the LM, 0.623 without.")
+    model.config.extra.pop("lm_branch")
     assert describe_ranking(model) == (False, "")
 
 

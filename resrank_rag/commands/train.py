@@ -32,5 +32,5 @@ def train(
     evals = [h for h in history if "ndcg@10" in h]
     if evals:
         last = evals[-1]
-        console.print(f"dev nDCG@10 {last['ndcg@10']:.4f} (dense {last['dense_ndcg@10']:.4f}); best {trainer.best:.4f}")
+        console.print(f"dev nDCG@10 {last['ndcg@10']:.4f} (LM off {last.get('nolm_ndcg@10', float('nan')):.4f}, dense {last['dense_ndcg@10']:.4f}); best {trainer.best:.4f}")
     console.print(f"step {trainer.step}; outputs in {recipe.output_dir} (model/, best/, curves.png, history.jsonl)")

@@ -27,6 +27,11 @@ class Reranked:
     encoded_passages: int = 0
 
 
+def _stored_or_encoded(model, texts: list[str], vectors: np.ndarray | None) -> tuple[np.ndarray, int]:
+    """The stored vectors, or the texts encoded now; and how many passages were encoded."""
+    return (vectors, 0) if vectors is not None else (model.encode(texts), len(texts))
+
+
 class ResRankReranker:
     """ResRank over stored vectors: one reranker forward of prompt + K passage positions (+ marker).
     With ``with_texts`` the candidate texts go along (lexical features); without, vectors only."""
@@ -40,9 +45,7 @@ class ResRankReranker:
         self.with_texts = with_texts
 
     def rerank(self, query: str, texts: list[str], vectors: np.ndarray | None) -> Reranked:
-        encoded = 0
-        if vectors is None:
-            vectors, encoded = self.model.encode(texts), len(texts)
+        vectors, encoded = _stored_or_encoded(self.model, texts, vectors)
         candidates = texts if self.with_texts else None
         results = self.model.rerank(query, candidates, vectors=vectors, query_vector=self.model.encode_query(query))
         scores = [0.0] * len(texts)
@@ -61,9 +64,7 @@ class NoLMReranker:
         self.model = model
 
     def rerank(self, query: str, texts: list[str], vectors: np.ndarray | None) -> Reranked:
-        encoded = 0
-        if vectors is None:
-            vectors, encoded = self.model.encode(texts), len(texts)
+        vectors, encoded = _stored_or_encoded(self.model, texts, vectors)
         with torch.inference_mode():
             scores = self.model.scores_without_lm(torch.from_numpy(self.model.encode_query(query))[None], [torch.from_numpy(vectors)])[0]
         return Reranked([float(s) for s in scores], 0, encoded)
@@ -79,9 +80,7 @@ class DenseReranker:
         self.model = model
 
     def rerank(self, query: str, texts: list[str], vectors: np.ndarray | None) -> Reranked:
-        encoded = 0
-        if vectors is None:
-            vectors, encoded = self.model.encode(texts), len(texts)
+        vectors, encoded = _stored_or_encoded(self.model, texts, vectors)
         scores = vectors @ self.model.encode_query(query)
         return Reranked([float(s) for s in scores], 0, encoded)
 

@@ -37,6 +37,9 @@ def plot_curves(history: list[dict], path: str | Path) -> Path:
         left.legend()
     if evals:
         right.plot([h["step"] for h in evals], [h["ndcg@10"] for h in evals], marker="o", label="ResRank")
+        with_nolm = [h for h in evals if "nolm_ndcg@10" in h]
+        if with_nolm:
+            right.plot([h["step"] for h in with_nolm], [h["nolm_ndcg@10"] for h in with_nolm], linestyle="-.", label="LM branch off")
         right.plot([h["step"] for h in evals], [h["dense_ndcg@10"] for h in evals], linestyle="--", label="dense (own encoder)")
         right.legend()
     right.set(xlabel="step", ylabel="nDCG@10", title="dev")

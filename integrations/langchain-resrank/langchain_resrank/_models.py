@@ -12,12 +12,12 @@ from resrank_rag import adapters
 from resrank_rag.embedding_cache import EmbeddingCache
 
 
-def load_model(model: ResRank | str | Path, device: str | None = None) -> ResRank:
+def load_model(model: ResRank | str | Path, device: str | None = None, precision: str | None = None) -> ResRank:
     """A loaded ``ResRank`` as given, or the one a name or folder names, loaded once per process.
 
-    ``device`` applies only when loading by name; with a loaded model it raises.
+    ``device`` and ``precision`` (None: auto) apply only when loading by name; with a loaded model they raise.
     """
-    return adapters.load_model(model, device)
+    return adapters.load_model(model, device, precision=precision)
 
 
 def check_cache(cache: EmbeddingCache | None, model: ResRank) -> None:

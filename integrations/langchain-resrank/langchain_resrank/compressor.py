@@ -41,6 +41,8 @@ class ResRankCompressor(BaseDocumentCompressor):
     """A loaded ``ResRank``, or a model name / checkpoint folder to load (as ``model_name``)."""
     model_name: str = DEFAULT_MODEL
     device: str | None = None
+    precision: str | None = None
+    """Reranker LM precision when loading by ``model_name``: auto (None), fp32, bf16, fp16 (CUDA), int8 (CPU)."""
     top_n: int | None = Field(default=3, gt=0)
     """How many documents to keep; None keeps all, reordered."""
     score_threshold: float | None = None
@@ -60,9 +62,11 @@ class ResRankCompressor(BaseDocumentCompressor):
     def _prepare(self) -> ResRankCompressor:
         if not isinstance(self.model, ResRank):
             self.model_name = str(self.model or self.model_name)
-            self.model = load_model(self.model_name, self.device)
+            self.model = load_model(self.model_name, self.device, self.precision)
         elif self.device is not None:
             load_model(self.model, self.device)  # raises: device applies only when loading by name
+        elif self.precision is not None:
+            raise ValueError("precision only applies when loading by model_name; load the model with ResRank.from_pretrained(..., precision=)")
         check_cache(self.cache, self.model)
         if self.cache is None:
             self.cache = EmbeddingCache(self.model)

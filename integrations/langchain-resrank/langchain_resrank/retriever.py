@@ -16,6 +16,7 @@ from langchain_resrank._qdrant import check_filter, holds_model_vectors, search_
 from langchain_resrank.compressor import ResRankCompressor
 from langchain_resrank.embeddings import ResRankEmbeddings
 from resrank_rag import DEFAULT_MODEL, ResRank
+from resrank_rag.access import ACCESS_FIELD, Principal, access_filter, check_principal, combine_filters
 from resrank_rag.adapters import positive_int as _positive
 from resrank_rag.embedding_cache import EmbeddingCache
 from resrank_rag.index import ResRankIndex, SearchHit
@@ -34,6 +35,9 @@ class ResRankRetriever(BaseRetriever):
     the index or the store's ``ResRankEmbeddings``. ``search_kwargs`` takes ``filter`` (a qdrant
     ``Filter``) and ``k`` on both sources; a key that cannot apply is refused. The query is encoded once,
     and one Qdrant call returns the candidates with their vectors (for a dense store of this model's vectors).
+    ``principal`` (a ``resrank_rag.access.Principal``, also per call: ``invoke(query, principal=user)``)
+    admits only documents whose ``metadata.allowed_groups`` hold one of its groups or ``"*"``, as a Qdrant
+    filter of the first stage on every source (docs/security.md).
 
     Example:
         ```python
@@ -61,6 +65,8 @@ class ResRankRetriever(BaseRetriever):
     """Whether the first-stage order feeds the learned rank prior (see ``ResRankCompressor.ordered``)."""
     cache: EmbeddingCache | None = Field(default=None, exclude=True)
     """Encodes passages the store holds no vectors of (see ``ResRankCompressor``)."""
+    principal: Principal | None = Field(default=None, exclude=True)
+    """Whose access the first stage applies by default (a call's ``principal=`` replaces it)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", protected_namespaces=())
     _compressor: ResRankCompressor | None = PrivateAttr(default=None)
@@ -89,6 +95,7 @@ class ResRankRetriever(BaseRetriever):
             source = "index=" if self.index is not None else "vector_store="
             raise ValueError(f"search_kwargs {unknown} cannot apply with {source}; it takes {sorted(allowed)}")
         check_filter(self.search_kwargs.get("filter"))
+        check_principal(self.principal)
         if self.index is not None:
             from resrank_rag.index import check_filter as check_index_filter
 
@@ -108,16 +115,26 @@ class ResRankRetriever(BaseRetriever):
         return self
 
     def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None, top_n: int | None = None
+        self,
+        query: str,
+        *,
+        run_manager: CallbackManagerForRetrieverRun,
+        k: int | None = None,
+        top_n: int | None = None,
+        principal: Principal | None = None,
     ) -> list[Document]:
         k = _positive(self.k if k is None else k, "k")
         top_n = min(k, _positive((self.top_n or k) if top_n is None else top_n, "top_n"))
+        principal = check_principal(principal) or self.principal
         options = {key: value for key, value in self.search_kwargs.items() if key != "k"}
-        if self.index is not None:
+        if self.index is not None:  # the index applies the principal (and refuses a search without one it needs)
             hits = self.index.search(
-                query, k=k, top_n=top_n, first_stage=self.first_stage, filter=options.get("filter"), ordered=self.ordered
+                query, k=k, top_n=top_n, first_stage=self.first_stage, filter=options.get("filter"), principal=principal,
+                ordered=self.ordered,
             )
             return [_document(hit) for hit in hits]
+        key = f"{self.vector_store.metadata_payload_key}.{ACCESS_FIELD}"
+        options["filter"] = combine_filters(options.get("filter"), access_filter(principal, key=key))
         if not self._direct:  # another embedding model, or a sparse/hybrid store: its own search, then rerank
             candidates = self.vector_store.similarity_search(query, k=k, **options)
             return self._compressor.rerank(candidates, query, top_n)
@@ -133,9 +150,11 @@ class ResRankRetriever(BaseRetriever):
         run_manager: AsyncCallbackManagerForRetrieverRun,
         k: int | None = None,
         top_n: int | None = None,
+        principal: Principal | None = None,
     ) -> list[Document]:
         return await asyncio.to_thread(
-            self._get_relevant_documents, query, run_manager=run_manager.get_sync(), k=k, top_n=top_n
+            self._get_relevant_documents, query, run_manager=run_manager.get_sync(), k=k, top_n=top_n,
+            principal=principal,
         )
 
 

@@ -57,6 +57,9 @@ class ResRankRerank(BaseNodePostprocessor):
     use_stored_embeddings: bool = Field(
         default=True, description="Use node / query-bundle / Qdrant-stored vectors instead of encoding."
     )
+    precision: Optional[str] = Field(
+        default=None, description="Reranker LM precision when loading by model_name: auto (None), fp32, bf16, fp16, int8."
+    )
 
     _model: ResRank = PrivateAttr()
     _cache: EmbeddingCache = PrivateAttr()
@@ -71,6 +74,7 @@ class ResRankRerank(BaseNodePostprocessor):
         *,
         model_name: str = DEFAULT_MODEL,
         ordered: Optional[bool] = None,
+        precision: Optional[str] = None,
         score_threshold: Optional[float] = None,
         keep_retrieval_score: bool = False,
         use_stored_embeddings: bool = True,
@@ -78,7 +82,7 @@ class ResRankRerank(BaseNodePostprocessor):
         cache: Union[EmbeddingCache, str, Path, None] = None,
         **kwargs: Any,
     ) -> None:
-        loaded = load_model(model_name if model is None else model, device)
+        loaded = load_model(model_name if model is None else model, device, precision=precision)
         super().__init__(
             top_n=top_n,
             model_name=loaded.name if isinstance(model, ResRank) else str(model or model_name),
@@ -86,6 +90,7 @@ class ResRankRerank(BaseNodePostprocessor):
             score_threshold=score_threshold,
             keep_retrieval_score=keep_retrieval_score,
             use_stored_embeddings=use_stored_embeddings,
+            precision=precision,
             **kwargs,
         )
         if vector_store is not None and not hasattr(vector_store, "dense_vector_name"):

@@ -15,6 +15,7 @@ from llama_index.postprocessor.resrank_rerank import ResRankRerank
 from llama_index.postprocessor.resrank_rerank.base import async_client, sync_client
 from qdrant_client import models
 from resrank_rag import DEFAULT_MODEL, ResRank
+from resrank_rag.access import ACCESS_FIELD, Principal, access_filter, check_principal
 from resrank_rag.adapters import positive_int, search_request
 from resrank_rag.embedding_cache import EmbeddingCache
 
@@ -26,7 +27,9 @@ class ResRankRetriever(BaseRetriever):
     with the same model (its sync ``client`` or, for ``aretrieve``, its ``aclient``), or a core
     ``resrank_rag.index.ResRankIndex`` (``first_stage``: "dense" or "hybrid"). ``filters``
     (``MetadataFilters``) and ``qdrant_filters`` (a qdrant ``Filter``) restrict the first stage on both;
-    given together, both apply. The query is encoded once (not at all when the ``QueryBundle`` carries
+    given together, both apply. ``principal`` (a ``resrank_rag.access.Principal``) admits only the nodes
+    whose ``allowed_groups`` hold one of its groups or ``"*"``, in Qdrant's first stage; build one
+    retriever per request for the authenticated user (docs/security.md). The query is encoded once (not at all when the ``QueryBundle`` carries
     its embedding); passages are never re-encoded: the first stage returns their vectors. ``ordered``
     (default: the checkpoint's) feeds the first-stage order to the rank prior, as in ``ResRankRerank``.
     """
@@ -45,6 +48,7 @@ class ResRankRetriever(BaseRetriever):
         keep_retrieval_score: bool = False,
         filters: Optional[MetadataFilters] = None,
         qdrant_filters: Any = None,
+        principal: Optional[Principal] = None,
         first_stage: str = "dense",
         cache: Union[EmbeddingCache, str, Path, None] = None,
         callback_manager: Optional[CallbackManager] = None,
@@ -79,6 +83,9 @@ class ResRankRetriever(BaseRetriever):
         self._core = core
         self._k = k
         self._filter = _combine(_metadata_filter(store, filters, core), qdrant_filters)
+        self._principal = check_principal(principal)
+        if not core:  # a ResRankIndex applies the principal itself (and refuses a search without one it needs)
+            self._filter = _combine(self._filter, access_filter(principal, key=ACCESS_FIELD))
         if core:
             from resrank_rag.index import check_filter
 
@@ -179,7 +186,8 @@ class ResRankRetriever(BaseRetriever):
         if vector is None:
             vector = self._reranker.model.encode_query(query)
         hits, vectors = self._store.retrieve_with_vectors(
-            query, self._k, first_stage=self._first_stage, filter=self._filter, query_vector=vector
+            query, self._k, first_stage=self._first_stage, filter=self._filter, query_vector=vector,
+            principal=self._principal,
         )
         nodes = [
             NodeWithScore(
