@@ -10,6 +10,9 @@ from typing import Literal
 
 CONFIG_FILE = "resrank_config.json"
 CANDIDATE_FEATURES = ("rank", "cosine", "lexical")
+ARCHITECTURE_FIELDS = frozenset({"prompt_template", "candidate_features", "adaptive_prior", "score_head", "reranker_layers",
+                                 "projector", "query_position", "residual", "seed", "encoder", "reranker"})
+"""ResRankConfig fields that shape the modules: a loaded checkpoint cannot change them, only a fresh build."""
 
 
 @dataclass

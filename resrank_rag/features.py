@@ -47,7 +47,8 @@ def lexical_features(query: str, texts: Sequence[str], k1: float = 1.2, b: float
     n = len(docs)
     lengths = np.array([sum(doc.values()) for doc in docs], dtype=np.float32)
     average = max(float(lengths.mean()), 1.0)
-    idf = {t: math.log(1.0 + (n - df + 0.5) / (df + 0.5)) for t in query_terms for df in [sum(t in doc for doc in docs)]}
+    frequency = {t: sum(t in doc for doc in docs) for t in query_terms}
+    idf = {t: math.log(1.0 + (n - df + 0.5) / (df + 0.5)) for t, df in frequency.items()}
     total_idf = sum(idf.values()) or 1.0
     for i, doc in enumerate(docs):
         norm = k1 * (1 - b + b * lengths[i] / average)

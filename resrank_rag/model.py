@@ -296,12 +296,14 @@ class ResRank(nn.Module):
             raise TypeError(f"ordered must be True, False or None, got {ordered!r}")
         return self.config.rank_prior if ordered is None else ordered
 
-    def rank_prior(self, k: int, device=None, dtype=torch.float32, ordered: bool | None = None) -> torch.Tensor:
-        """The learned first-stage prior ``-w_rank * ln(rank)`` for ranks 1..k (zeros when not ``ordered``)."""
+    def rank_prior(self, k: int, device=None, dtype=torch.float32, ordered: bool | None = None,
+                   weight: torch.Tensor | None = None) -> torch.Tensor:
+        """The learned first-stage prior ``-w * ln(rank)`` for ranks 1..k (zeros when not ``ordered``);
+        ``w`` is ``weight`` when given (a per-query weight), else the checkpoint's ``w_rank``."""
         ranks = torch.arange(1, k + 1, device=device, dtype=dtype)
         if not self._ordered(ordered):
             return torch.zeros_like(ranks)
-        return -self.rank_prior_weight.to(dtype) * torch.log(ranks)
+        return -(self.rank_prior_weight if weight is None else weight).to(dtype) * torch.log(ranks)
 
     def scores_without_lm(
         self, query_vectors: torch.Tensor, passage_vectors: Sequence[torch.Tensor], ordered: bool | None = None
@@ -383,11 +385,8 @@ class ResRank(nn.Module):
             if self.score_head is not None:
                 cosine = cosine + self.score_head(h_passages).squeeze(-1)
             score = torch.empty_like(cosine).scatter(0, order.to(device), cosine)
-            prior = self.rank_prior(k, device, score.dtype, ordered=ordered)
-            if self.prior_head is not None and ordered:
-                ranks = torch.log(torch.arange(1, k + 1, device=device, dtype=score.dtype))
-                prior = prior - self.prior_head(h_query).squeeze(-1) * ranks
-            scores.append(score + prior)
+            per_query = None if self.prior_head is None else self.rank_prior_weight + self.prior_head(h_query).squeeze(-1)
+            scores.append(score + self.rank_prior(k, device, score.dtype, ordered=ordered, weight=per_query))
         return scores
 
     # ---------------------------------------------------------------- public rerank API

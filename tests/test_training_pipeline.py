@@ -303,3 +303,11 @@ def test_architecture_overrides_build_the_parts_only_from_scratch(beir, monkeypa
     assert trainer.model.prior_head is not None and len(trainer.model.reranker.layers) == 1
     with pytest.raises(ValueError, match="from_untrained"):
         Trainer(make_config(beir, [HEADS_ONLY], dev=None, model_overrides={"score_head": True}), tiny_resrank(), base_dir=beir)
+
+
+def test_overrides_reach_a_given_model_and_shaping_fields_are_refused_on_it(beir):
+    config = make_config(beir, [HEADS_ONLY], dev=None, from_untrained=True, model_overrides={"residual_weight": 0.5})
+    assert Trainer(config, tiny_resrank(), base_dir=beir).model.config.residual_weight == 0.5
+    shaping = make_config(beir, [HEADS_ONLY], dev=None, from_untrained=True, model_overrides={"score_head": True})
+    with pytest.raises(ValueError, match="score_head"):
+        Trainer(shaping, tiny_resrank(), base_dir=beir)

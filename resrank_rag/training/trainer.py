@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from resrank_rag.config import ARCHITECTURE_FIELDS
 from resrank_rag.embedding_cache import EmbeddingCache
 from resrank_rag.training import losses
 from resrank_rag.training.config import StageConfig, TrainConfig
@@ -21,9 +22,6 @@ from resrank_rag.training.dev import DevSet
 from resrank_rag.training.lora import _is_peft, add_lora
 
 STATE_FILE = "trainer_state.pt"
-ARCHITECTURE_FIELDS = {"prompt_template", "candidate_features", "adaptive_prior", "score_head", "reranker_layers",
-                       "projector", "query_position", "residual", "seed", "encoder", "reranker"}
-"""ResRankConfig fields that shape the modules: only a model built from scratch (from_untrained) can change them."""
 
 
 class Trainer:
@@ -54,13 +52,12 @@ class Trainer:
         self.output = Path(config.output_dir)
         if model is None and config.from_untrained:  # fresh heads: architecture fields may be overridden too
             model = ResRank.from_config(dataclasses.replace(ResRank.untrained_config(config.model), **config.model_overrides))
-        elif config.model_overrides:
+        else:
             fixed = sorted(set(config.model_overrides) & ARCHITECTURE_FIELDS)
             if fixed:
                 raise ValueError(f"{fixed} cannot be overridden on a loaded model; set from_untrained: true or change the checkpoint")
-        if model is None:
-            model = ResRank.from_pretrained(config.model, precision="fp32", merge_lora=False, warm_start=False)
-        if config.model_overrides and not config.from_untrained:
+            if model is None:
+                model = ResRank.from_pretrained(config.model, precision="fp32", merge_lora=False, warm_start=False)
             model.config = dataclasses.replace(model.config, **config.model_overrides)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)  # LoRA initialisation is reproducible
@@ -158,16 +155,16 @@ class Trainer:
             labels = [torch.tensor(item.labels, device=device) for item in lists]
             if stage.anchor == "nolm":
                 with torch.no_grad():
-                    dense = self.model.scores_without_lm(queries.detach(), [p.detach() for p in passages])
+                    anchor = self.model.scores_without_lm(queries.detach(), [p.detach() for p in passages])
             else:
-                dense = [(p @ q).detach() for p, q in zip(passages, queries)]
+                anchor = [(p @ q).detach() for p, q in zip(passages, queries)]
             listwise = losses.LISTWISE[stage.listwise_loss]
             if stage.listwise_weight:
                 parts["listwise"] = torch.stack([listwise(s, y, stage.temperature) for s, y in zip(scores, labels)]).mean()
             if stage.distill_weight:
-                parts["distill"] = torch.stack([losses.dense_distillation(s, d, stage.temperature) for s, d in zip(scores, dense)]).mean()
+                parts["distill"] = torch.stack([losses.dense_distillation(s, d, stage.temperature) for s, d in zip(scores, anchor)]).mean()
             if stage.margin_weight:
-                parts["margin"] = torch.stack([losses.dense_margin(s, d, y) for s, d, y in zip(scores, dense, labels)]).mean()
+                parts["margin"] = torch.stack([losses.dense_margin(s, d, y) for s, d, y in zip(scores, anchor, labels)]).mean()
         if stage.infonce_weight and stage.train["encoder"] != "frozen":
             best = [int(np.argmax(item.labels)) for item in lists]
             positives = torch.stack([p[i] for p, i in zip(passages, best)])
