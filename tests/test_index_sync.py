@@ -308,6 +308,17 @@ def test_a_server_too_old_for_collection_metadata_is_named(tiny, monkeypatch):
         index.search("anything")
 
 
+def test_creating_a_collection_on_a_server_that_drops_metadata_is_refused_and_leaves_nothing(tiny, monkeypatch):
+    index = ResRankIndex(tiny, "dropped", path=":memory:")
+    create = index.client.create_collection
+    # What a Qdrant server older than 1.16 does: it accepts the request and silently drops the metadata.
+    monkeypatch.setattr(index.client, "create_collection", lambda *a, metadata=None, **kw: create(*a, **kw))
+    monkeypatch.setattr(index.client, "info", lambda: models.VersionInfo(title="qdrant", version="1.15.4"))
+    with pytest.raises(RuntimeError, match=r"version 1\.15\.4.*needs Qdrant 1\.16 or newer"):
+        index.index([Document("a", "text")])
+    assert not index.client.collection_exists("dropped")  # no collection that every later open would refuse
+
+
 def test_a_collection_from_before_sparse_vectors_says_to_reindex(tiny):
     index = ResRankIndex(tiny, "legacy", path=":memory:")
     record = {"resrank_model": tiny.name, "encoder_fingerprint": tiny.encoder_fingerprint,
@@ -334,6 +345,36 @@ def test_the_qdrant_client_floor_has_collection_metadata():
     floor = next(d for d in pyproject["project"]["dependencies"] if d.startswith("qdrant-client"))
     version = tuple(int(p) for p in floor.split(">=")[1].split(",")[0].split(".")[:2])
     assert version >= (1, 16), floor  # create_collection(metadata=...) and models.Rrf(k=...) arrived in 1.16
+
+
+def test_url_is_the_only_change_to_run_against_a_server(tiny, monkeypatch):
+    """``url=`` (and ``api_key=``) go to QdrantClient and nothing else changes; a server also gets its doc_id index."""
+    import resrank_rag.index as index_module
+
+    made, indexed, real = [], [], index_module.QdrantClient
+
+    def client(*args, **kwargs):  # a stand-in server: the same client API, held in memory
+        made.append(kwargs)
+        if "url" not in kwargs:
+            return real(*args, **kwargs)
+        server = real(location=":memory:")
+        server.create_payload_index = lambda name, field, schema, **kw: indexed.append((name, field, schema))
+        return server
+
+    monkeypatch.setattr(index_module, "QdrantClient", client)
+    with pytest.raises(ValueError, match="either path= .* or url="):
+        ResRankIndex(tiny, "served", path="folder", url="http://qdrant.internal:6333")
+    documents = [Document("a", words(12)), Document("b", "zebra stripes on the savanna")]
+    with ResRankIndex(tiny, "served", url="http://qdrant.internal:6333", api_key="secret") as index:
+        assert made == [{"url": "http://qdrant.internal:6333", "api_key": "secret"}]
+        report = index.sync(documents, chunk_size=5, overlap=0)
+        assert report.chunks == len(expected_chunks(documents, 5, 0))
+        assert set(indexed) == {("served", "doc_id", models.PayloadSchemaType.KEYWORD)}  # the embedded mode has none
+        for first_stage in ("dense", "hybrid"):
+            assert index.search("zebra", k=5, top_n=1, first_stage=first_stage)[0].id == "b"
+        only_a = models.Filter(must=[models.FieldCondition(key="doc_id", match=models.MatchValue(value="a"))])
+        assert {h.doc_id for h in index.search("zebra", k=5, filter=only_a, first_stage="hybrid")} == {"a"}
+        assert index.delete(["a"]) == report.chunks - 1 and index.count() == 1
 
 
 def test_another_model_still_cannot_open_the_collection(tmp_path, tiny):
