@@ -233,7 +233,7 @@ def test_lora_trained_model_round_trips_and_writes_curves(beir, tmp_path):
     assert not (out / "model" / "reranker" / "model.safetensors").exists()  # an adapter, not the backbone
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [h["step"] for h in history if "ndcg@10" in h] == [0, 2, 3, 4, 6]  # every 2 steps and each stage end
-    loaded = ResRank.from_pretrained(out / "model")
+    loaded = ResRank.from_pretrained(out / "model", precision="fp32")  # compared with the fp32 trainer model
     query, texts = "what about cats purr", [json.loads(line)["text"] for line in open(beir / "toy" / "corpus.jsonl")][:8]
     trainer.model.eval()
     expected = [(r.index, r.score) for r in trainer.model.rerank(query, texts)]
@@ -311,3 +311,59 @@ def test_overrides_reach_a_given_model_and_shaping_fields_are_refused_on_it(beir
     shaping = make_config(beir, [HEADS_ONLY], dev=None, from_untrained=True, model_overrides={"score_head": True})
     with pytest.raises(ValueError, match="score_head"):
         Trainer(shaping, tiny_resrank(), base_dir=beir)
+
+
+# ---------------------------------------------------------------- alignment stage and hybrid lists
+ALIGN = StageConfig(name="align", steps=20, train={"encoder": "frozen", "reranker": "lora", "heads": "full"},
+                    lr={"reranker": 3e-2, "heads": 3e-2, "rank_prior": 0.0}, listwise_weight=0.0,
+                    alignment_weight=1.0, alignment_tokens=6, alignment_passages=4)
+
+
+def test_alignment_stage_teaches_the_lm_to_read_the_projected_vector_without_lists(beir, monkeypatch):
+    trainer = Trainer(make_config(beir, [ALIGN], eval_every=5, save_every=0), tiny_resrank(), base_dir=beir)
+    monkeypatch.setattr(trainer.mix, "sample", lambda *a, **k: pytest.fail("an alignment-only stage needs no lists"))
+    with torch.no_grad():  # a trained LM's token embeddings are far from the random init's 0.02 scale
+        trainer.model.reranker.get_input_embeddings().weight.mul_(50)
+    projector_before = [p.detach().clone() for p in trainer.model.projector.parameters()]
+    with torch.no_grad():
+        before = trainer.loss([], ALIGN)[1]["alignment"]
+    trainer.train()
+    trainer.step = 0  # the same passages as before training
+    with torch.no_grad():
+        after = trainer.loss([], ALIGN)[1]["alignment"]
+    assert after < 0.8 * before
+    assert any(not torch.equal(p, b) for p, b in zip(trainer.model.projector.parameters(), projector_before))  # it learned
+    assert float(trainer.model.passage_head.weight.abs().max()) == 0.0  # ranking heads untouched: step 0 of ranking == LM off
+    assert float(trainer.model.rank_prior_weight) == 0.0
+    assert {h["stage"] for h in trainer.history if "stage" in h} == {"align"}
+    assert [h["step"] for h in trainer.history if "ndcg@10" in h] == [0]  # dev selects ranking steps only
+
+
+def test_alignment_passages_come_from_the_training_corpora_and_the_step(beir):
+    from resrank_rag.training.alignment import PassageSampler
+
+    corpus = load_mix([DatasetSpec(path="toy")], 6, base_dir=beir).builders[0].dataset.corpus
+    sampler = PassageSampler([corpus, corpus], seed=3)
+    assert len(sampler.texts) == len(set(corpus.values()))  # duplicates across corpora collapse
+    assert sampler.sample(5, 8) == sampler.sample(5, 8) != sampler.sample(6, 8)
+    assert set(sampler.sample(5, 8)) <= set(corpus.values())
+    with pytest.raises(ValueError, match="corpora"):
+        PassageSampler([{}])
+    with pytest.raises(ValueError, match="alignment"):
+        StageConfig(name="x", steps=1, alignment_weight=-1.0)
+
+
+def test_hybrid_first_stage_lists_are_the_rrf_of_bm25_and_encoder_order(beir):
+    from resrank_rag.evaluation.first_stage import reciprocal_rank_fusion
+
+    model = tiny_resrank()
+    vectors = (lambda texts: model.encode(texts), model.encode_queries)
+    spec = DatasetSpec(path="toy", negatives=["hybrid"], list_order="first_stage")
+    builder = load_mix([spec], 6, base_dir=beir, encoder_vectors=vectors).builders[0]
+    query = builder.dataset.queries["q2"]
+    runs = [{"q2": [(d, 0.0) for d in miner.top(query, 12)]} for miner in (builder.bm25, builder.encoder)]
+    expected = [d for d, _ in reciprocal_rank_fusion(runs, 12)["q2"]][:6]
+    assert builder.build("q2", random.Random(0)).doc_ids == expected
+    assert expected != [d for d, _ in runs[0]["q2"]][:6] or expected != [d for d, _ in runs[1]["q2"]][:6]
+    with pytest.raises(ValueError, match="hybrid"):
+        load_mix([spec], 6, base_dir=beir)

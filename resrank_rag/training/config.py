@@ -11,8 +11,8 @@ import yaml
 PARTS = ("encoder", "reranker", "heads")
 PART_MODES = ("frozen", "lora", "full")
 LISTWISE_LOSSES = ("ranknet", "listnet", "listmle")
-NEGATIVE_SOURCES = ("judged", "run", "bm25", "encoder", "random")
-RANKING_SOURCES = ("run", "bm25", "encoder")
+NEGATIVE_SOURCES = ("judged", "run", "bm25", "encoder", "hybrid", "random")
+RANKING_SOURCES = ("run", "bm25", "encoder", "hybrid")
 LIST_ORDERS = ("shuffled", "first_stage")
 DEFAULT_LR = {"encoder": 2e-5, "reranker": 1e-4, "heads": 1e-4, "rank_prior": 2e-3}
 
@@ -27,7 +27,8 @@ class DatasetSpec:
     negatives: list[str] = field(default_factory=lambda: ["judged", "run", "bm25"])
     """Where list negatives come from, in order of preference: score-0 qrels (``judged``), the shipped
     ``runs/bm25.<split>.trec`` (``run``), BM25 over the corpus (``bm25``), the current encoder
-    (``encoder``), random corpus passages (``random``)."""
+    (``encoder``), reciprocal-rank fusion of those two (``hybrid``, as ``--first-stage hybrid``), random
+    corpus passages (``random``)."""
     query_range: tuple[float, float] = (0.0, 1.0)
     """Fraction of the (file-ordered) judged queries to use, e.g. [0.0, 0.5] for a train half."""
     max_queries: int | None = None
@@ -75,6 +76,12 @@ class StageConfig:
     anchor: str = "dense"
     """What the distill and margin terms hold the model near: ``dense`` (encoder cosine) or ``nolm`` (the
     same model with its LM branch removed: cosine plus the current rank prior)."""
+    alignment_weight: float = 0.0
+    """Weight of the label-free alignment loss (``training/alignment.py``): the reranker LM predicts a
+    passage's first ``alignment_tokens`` tokens from its single projected vector. A stage with only this
+    loss (listwise_weight 0) samples ``alignment_passages`` passages a step from the datasets' corpora."""
+    alignment_tokens: int = 24
+    alignment_passages: int = 32
     temperature: float = 0.05
     """Divides cosine scores in the listwise and distillation losses."""
     infonce_temperature: float = 0.05
@@ -98,6 +105,8 @@ class StageConfig:
             raise ValueError(f"stage {self.name!r}: listwise_loss must be one of {LISTWISE_LOSSES}")
         if self.anchor not in ("dense", "nolm"):
             raise ValueError(f"stage {self.name!r}: anchor must be 'dense' or 'nolm', got {self.anchor!r}")
+        if self.alignment_weight < 0 or self.alignment_tokens < 1 or self.alignment_passages < 1:
+            raise ValueError(f"stage {self.name!r}: alignment_weight must be >= 0, alignment_tokens and alignment_passages >= 1")
         if self.temperature <= 0 or self.infonce_temperature <= 0:
             raise ValueError(f"stage {self.name!r}: temperatures must be positive")
 

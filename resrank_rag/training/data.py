@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from resrank_rag.evaluation.beir import BeirDataset, load_beir
+from resrank_rag.evaluation.first_stage import reciprocal_rank_fusion
 from resrank_rag.training.config import RANKING_SOURCES, DatasetSpec
 
 VectorFn = Callable[[list[str]], np.ndarray]
@@ -84,14 +85,15 @@ class ListBuilder:
 
     def __init__(self, dataset: BeirDataset, spec: DatasetSpec, list_size: int, max_positives: int = 8,
                  encoder_vectors: tuple[VectorFn, VectorFn] | None = None):
-        if "encoder" in spec.negatives and encoder_vectors is None:
-            raise ValueError(f"{spec.path}: 'encoder' negatives need the model's vector functions")
+        needs_encoder = bool({"encoder", "hybrid"} & set(spec.negatives))
+        if needs_encoder and encoder_vectors is None:
+            raise ValueError(f"{spec.path}: 'encoder' and 'hybrid' negatives need the model's vector functions")
         self.dataset = dataset
         self.spec = spec
         self.list_size = list_size
         self.max_positives = max_positives
-        self.bm25 = Bm25Miner(dataset) if "bm25" in spec.negatives else None
-        self.encoder = EncoderMiner(dataset, *encoder_vectors) if "encoder" in spec.negatives else None
+        self.bm25 = Bm25Miner(dataset) if {"bm25", "hybrid"} & set(spec.negatives) else None
+        self.encoder = EncoderMiner(dataset, *encoder_vectors) if needs_encoder else None
         self.query_ids = select_queries(dataset, spec)
         self.ranked: dict[str, list[str]] = {}
         if spec.list_order == "first_stage":
@@ -111,8 +113,11 @@ class ListBuilder:
             found = [d for d, _ in (self.dataset.shipped_run or {}).get(query_id, [])]
         elif source == "bm25":
             found = self.bm25.top(query, 2 * self.list_size)
-        else:
+        elif source == "encoder":
             found = self.encoder.top(query, 2 * self.list_size)
+        else:
+            runs = [{query_id: [(d, 0.0) for d in miner.top(query, 2 * self.list_size)]} for miner in (self.bm25, self.encoder)]
+            found = [d for d, _ in reciprocal_rank_fusion(runs, 2 * self.list_size)[query_id]]
         return [d for d in found if d in self.dataset.corpus]
 
     def _negatives(self, query_id: str, source: str, rng: random.Random) -> list[str]:

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from resrank_rag.config import ARCHITECTURE_FIELDS
 from resrank_rag.embedding_cache import EmbeddingCache
 from resrank_rag.training import losses
+from resrank_rag.training.alignment import PassageSampler, alignment_loss
 from resrank_rag.training.config import StageConfig, TrainConfig
 from resrank_rag.training.curves import plot_curves
 from resrank_rag.training.data import TrainingList, load_mix
@@ -73,6 +74,7 @@ class Trainer:
             encoder_vectors=(self.passage_vectors, self.model.encode_queries))
         self.dev = list(dev) if dev is not None else [
             DevSet(spec, config.list_size, config.dev_max_queries, base_dir) for spec in config.dev]
+        self._passages: PassageSampler | None = None
         self.step = 0
         self.history: list[dict] = []
         self.best: float | None = None
@@ -130,21 +132,43 @@ class Trainer:
         return keep
 
     # ---------------------------------------------------------------- one step
-    def _batch_vectors(self, lists: list[TrainingList], stage: StageConfig):
-        prefix = self.model.config.query_prefix
+    def _passage_batch(self, texts: list[str], stage: StageConfig) -> torch.Tensor:
+        """Passage vectors: through the (training) encoder when it trains, else from the embedding cache."""
         if stage.train["encoder"] != "frozen":
-            texts = [self.model.config.passage_prefix + t for item in lists for t in item.texts]
-            flat = self.model.encoder(texts)
-            queries = self.model.encoder([prefix + item.query for item in lists])
+            return self.model.encoder([self.model.config.passage_prefix + t for t in texts])
+        return torch.from_numpy(self.passage_vectors(texts)).to(self.accelerator.device)
+
+    def _batch_vectors(self, lists: list[TrainingList], stage: StageConfig):
+        flat = self._passage_batch([t for item in lists for t in item.texts], stage)
+        if stage.train["encoder"] != "frozen":
+            queries = self.model.encoder([self.model.config.query_prefix + item.query for item in lists])
         else:
-            device = self.accelerator.device
-            flat = torch.from_numpy(self.passage_vectors([t for item in lists for t in item.texts])).to(device)
-            queries = torch.from_numpy(self.model.encode_queries([item.query for item in lists])).to(device)
+            queries = torch.from_numpy(self.model.encode_queries([item.query for item in lists])).to(self.accelerator.device)
         sizes = [len(item.texts) for item in lists]
         return list(torch.split(flat, sizes)), queries
 
+    @staticmethod
+    def _needs_lists(stage: StageConfig) -> bool:
+        return bool(stage.listwise_weight or stage.distill_weight or stage.margin_weight
+                    or (stage.infonce_weight and stage.train["encoder"] != "frozen"))
+
+    def _alignment(self, stage: StageConfig) -> torch.Tensor:
+        if self._passages is None:
+            self._passages = PassageSampler([b.dataset.corpus for b in self.mix.builders], self.config.seed)
+        texts = self._passages.sample(self.step, stage.alignment_passages)
+        with torch.autocast(self.accelerator.device.type, dtype=torch.bfloat16, enabled=self.config.autocast == "bf16"):
+            return alignment_loss(self.model, self._passage_batch(texts, stage), texts, stage.alignment_tokens)
+
     def loss(self, lists: list[TrainingList], stage: StageConfig) -> tuple[torch.Tensor, dict[str, float]]:
-        """Weighted multi-task loss of one batch of lists, and its parts as floats."""
+        """Weighted multi-task loss of one batch of lists (and of alignment passages), and its parts as floats."""
+        parts = {"alignment": self._alignment(stage)} if stage.alignment_weight else {}
+        if lists:
+            parts.update(self._list_losses(lists, stage))
+        if not parts:
+            raise ValueError(f"stage {stage.name!r} has no active loss: give a listwise/distill/margin/alignment weight, or train the encoder")
+        return self._total(parts, stage)
+
+    def _list_losses(self, lists: list[TrainingList], stage: StageConfig) -> dict[str, torch.Tensor]:
         passages, queries = self._batch_vectors(lists, stage)
         device = queries.device
         parts: dict[str, torch.Tensor] = {}
@@ -170,17 +194,19 @@ class Trainer:
             positives = torch.stack([p[i] for p, i in zip(passages, best)])
             negatives = torch.cat([p[torch.tensor(item.labels, device=device) <= 0] for p, item in zip(passages, lists)])
             parts["infonce"] = losses.info_nce(queries, positives, negatives, stage.infonce_temperature)
+        return parts
+
+    @staticmethod
+    def _total(parts: dict[str, torch.Tensor], stage: StageConfig) -> tuple[torch.Tensor, dict[str, float]]:
         weights = {"listwise": stage.listwise_weight, "distill": stage.distill_weight, "margin": stage.margin_weight,
-                   "infonce": stage.infonce_weight}
-        if not parts:
-            raise ValueError(f"stage {stage.name!r} has no active loss: give a listwise/distill/margin weight, or train the encoder")
+                   "infonce": stage.infonce_weight, "alignment": stage.alignment_weight}
         total = sum(weights[k] * v for k, v in parts.items())
         return total, {"loss": float(total.detach()), **{k: float(v.detach()) for k, v in parts.items()}}
 
     def _step(self, stage: StageConfig, optimizer, scheduler, params) -> dict[str, float]:
         torch.manual_seed(self.config.seed * 1_000_003 + self.step)
         self.model.eval()  # frozen parts (and negative mining) see no dropout
-        lists = self.mix.sample(self.step, self.config.lists_per_step, self.accelerator.process_index)
+        lists = self.mix.sample(self.step, self.config.lists_per_step, self.accelerator.process_index) if self._needs_lists(stage) else []
         self.model.encoder.train(stage.train["encoder"] != "frozen")
         self.model.reranker.train(stage.train["reranker"] != "frozen")
         total, logged = self.loss(lists, stage)
@@ -272,6 +298,7 @@ class Trainer:
             if self.step >= end:
                 start = end
                 continue
+            ranks = self._needs_lists(stage)  # an alignment-only stage is not evaluated: dev selects ranking steps
             groups = self._trainable(stage)
             params = [p for g in groups for p in g["params"]]
             optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
@@ -293,12 +320,12 @@ class Trainer:
                 self.history.append({"step": self.step, "stage": stage.name, "stage_start": start, **logged})
                 bar.update(1)
                 bar.set_postfix(loss=f"{logged['loss']:.4f}")
-                if self.config.eval_every and self.step % self.config.eval_every == 0:
+                if ranks and self.config.eval_every and self.step % self.config.eval_every == 0:
                     self.evaluate()
                 if self.config.save_every and self.step % self.config.save_every == 0:
                     self.save_state(optimizer, scheduler, stage_index)
             bar.close()
-            if not (self.config.eval_every and self.step % self.config.eval_every == 0):
+            if ranks and not (self.config.eval_every and self.step % self.config.eval_every == 0):
                 self.evaluate()
             self.save_state(optimizer, scheduler, stage_index)
             start = end
