@@ -44,7 +44,7 @@ def tiny():
 def packaged_model():
     from resrank_rag import ResRank
 
-    return ResRank.from_pretrained("resrank-minilm-smollm2")
+    return ResRank.from_pretrained("resrank-minilm-smollm2", precision="fp32")  # compared with fp32 references
 
 
 @pytest.fixture(scope="session")

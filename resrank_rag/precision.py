@@ -3,6 +3,11 @@
 Only the reranker LM changes precision. The encoder, the projector and the heads stay float32: the
 encoder's vectors must match the ones already in vector stores and caches (its fingerprint keys them),
 and the small heads cost nothing. Training always uses float32 models (``precision="fp32"``).
+
+``auto`` = the fastest precision this device runs natively among those measured to move nDCG@10 by at
+most ``FIDELITY_BAR``: int8 on a CPU with VNNI (avx512_vnni, avx_vnni, amx_int8), else bf16 on a CPU
+with avx512_bf16 or amx_bf16, else fp32; bf16 on a CUDA GPU that supports it, else fp32 (fp16 is not
+measured). See docs/precision.md.
 """
 
 from __future__ import annotations
@@ -20,11 +25,31 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 FIDELITY_BAR = 0.005
 """A reduced precision may be picked by ``auto`` only if it moves nDCG@10 by at most this much."""
 
-MEASURED_NDCG_SHIFT: dict[str, float | None] = {"int8": None, "bf16": None, "fp16": None}
+MEASURED_NDCG_SHIFT: dict[str, float | None] = {"int8": 0.00078, "bf16": 0.00209, "fp16": None}
 """The measured decision behind ``auto``: per precision, the largest |nDCG@10 - fp32 nDCG@10| over
-TREC DL 2020 and SciFact with a checkpoint whose LM branch is non-zero, from
-``benchmarks/precision_fidelity.py`` (commands and tables in docs/precision.md). None means not
-measured yet, so ``auto`` stays at fp32. Update this table only from a measurement."""
+TREC DL 2020 and SciFact, from ``benchmarks/precision_fidelity.py`` with a checkpoint whose LM branch is
+non-zero. None means not measured, so ``auto`` never picks it. Update this table only from a measurement.
+
+Where these figures come from (the table in docs/precision.md, "Fidelity (measured 2026-12-01)"; the run's
+output is ``runs/fidelity/precision_fidelity.json``, not in git):
+- checkpoint ``runs/cand-lora-400`` (issue 14 round 1, ``configs/cpu-lm-lora-anchored.yaml`` at its best
+  dev step 400: LoRA on the SmolLM2 layers, non-zero residual heads, candidate features);
+- TREC DL 2020 (shipped BM25 top-100, 54 queries) and SciFact test (BM25 top-100, 300 queries), the same
+  candidates and stored fp32 vectors at every precision;
+- the 2-core development CPU (avx512_vnni and avx512_bf16), torch 2.13.
+- int8: DL 2020 -0.00029, SciFact -0.00078 (Kendall tau 0.977 / 0.976, same top 10 on 33% / 31% of queries);
+- bf16: DL 2020 -0.00209, SciFact +0.00084 (Kendall tau 0.994 / 0.994, same top 10 on 72% / 78%);
+- fp16: not measured (CUDA only), so a GPU without bf16 stays at fp32.
+bf16 is a number format, not a kernel: CUDA's bf16 rounds weights and activations the same way, so the
+bf16 entry stands for CUDA too until a GPU run of the fidelity script says otherwise."""
+
+MEASURED_ON = "runs/cand-lora-400; TREC DL 2020 + SciFact test, BM25 top-100; 2-core CPU (avx512_vnni, avx512_bf16); 2026-12-01"
+"""One line naming the measurement behind ``MEASURED_NDCG_SHIFT`` (printed by ``resrank bench``)."""
+
+CPU_FASTEST_FIRST = ("int8", "bf16")
+"""CPU precisions in speed order. Measured on the 2-core CPU over a query plus 100 candidates: int8 66-111 ms,
+bf16 83-117 ms, fp32 140-178 ms (the fidelity run); SmolLM2-135M forward int8 77 ms, bf16 130 ms, fp32
+221 ms (issue 15). ``resrank bench`` times them side by side."""
 
 _INT8_CPU_FLAGS = {"avx512_vnni", "avx_vnni", "amx_int8"}
 _BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16"}
@@ -57,7 +82,8 @@ def native_precisions(device: torch.device | str, flags: set[str] | None = None)
     if device.type != "cpu":
         return []
     flags = cpu_flags() if flags is None else flags
-    return [p for p, needed in (("int8", _INT8_CPU_FLAGS), ("bf16", _BF16_CPU_FLAGS)) if flags & needed]
+    needs = {"int8": _INT8_CPU_FLAGS, "bf16": _BF16_CPU_FLAGS}
+    return [p for p in CPU_FASTEST_FIRST if flags & needs[p]]
 
 
 def keeps_ranking(precision: str) -> bool:

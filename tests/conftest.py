@@ -18,10 +18,11 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def packaged_model():
-    """The real default model over the packaged backbones, loaded once per test session."""
+    """The real default model over the packaged backbones at fp32 (tests compare it with fp32 references;
+    test_packaged_model checks that the default precision ranks like it), loaded once per test session."""
     from resrank_rag import ResRank
 
-    return ResRank.from_pretrained("resrank-minilm-smollm2")
+    return ResRank.from_pretrained("resrank-minilm-smollm2", precision="fp32")
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ def test_rerank_jsonl_output_is_ranked_with_float_scores(tmp_path):
     model.save_pretrained(tmp_path / "ckpt")
     lines = ['"plain string passage"', json.dumps({"text": "object passage", "id": "d2"}), "", json.dumps({"text": "third"})]
     (tmp_path / "c.jsonl").write_text("\n".join(lines) + "\n")
-    result = runner.invoke(app, ["rerank", "a query", "-c", str(tmp_path / "c.jsonl"), "--model", str(tmp_path / "ckpt"), "--format", "jsonl", "--top-n", "2"])
+    result = runner.invoke(app, ["rerank", "a query", "-c", str(tmp_path / "c.jsonl"), "--model", str(tmp_path / "ckpt"), "--format", "jsonl", "--top-n", "2",
+                                 "--precision", "fp32"])  # compared with the fp32 model in memory
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     expected = model.rerank("a query", ["plain string passage", "object passage", "third"], top_n=2)

@@ -161,6 +161,33 @@ def test_cli_bench_measures_latency_and_throughput(beir, tiny_checkpoint, tmp_pa
     assert set(saved["throughput"]) == {"resrank encode", "sentence-transformers encode"}
     assert saved["memory_mb"] == {}
     assert (out / "bench.png").read_bytes()[:4] == b"\x89PNG"
+    output = " ".join(result.output.split())
+    for precision in saved["precisions"]:  # the rows keep their "[precision]" (not eaten as rich markup)
+        assert f"resrank (stored vectors) [{precision}]" in output
+    assert saved["settings"]["auto"] in saved["precisions"]
+    names = [bar["name"] for bar in saved["bars"]]  # no K=100 here: the done-when figures are at the largest K
+    assert names[:2] == [f"speed-up vs fp32 with query encoding included, ResRank over 4 stored vectors [{p}]" for p in ("bf16", "int8")]
+    assert saved["bars"][1]["value"] == pytest.approx(ms["resrank (stored vectors) [fp32]"][1] / ms["resrank (stored vectors) [int8]"][1])
+    assert "speed-up vs fp32 with query encoding included, ResRank over 4 stored vectors [int8]:" in output
+    assert "fulltext-listwise / ResRank over stored vectors at K=4, both [int8]:" in output
+
+
+def test_done_when_reads_the_issue_15_bars_off_one_report():
+    from resrank_rag.evaluation.bench import FULLTEXT, NO_WARM_START, STORED, TEXTS, BenchReport, done_when, label
+
+    ms = {label(STORED, "fp32"): [50.0, 200.0], label(STORED, "int8"): [25.0, 75.0], label(TEXTS, "fp32"): [1.0, 1.0],
+          label(TEXTS, "int8"): [1.0, 1.0], label(FULLTEXT, "fp32"): [900.0, 30_000.0], label(FULLTEXT, "int8"): [800.0, None]}
+    memory = {label(STORED, "int8"): {"after load": 1, "after rerank": 2, "first call ms": 150.0, "steady ms": 70.0},
+              f"{label(STORED, 'int8')}, {NO_WARM_START}": {"after load": 1, "after rerank": 2, "first call ms": 900.0, "steady ms": 70.0}}
+    report = BenchReport([50, 100], ms, {}, memory_mb=memory, precisions=["fp32", "int8"], settings={"memory_k": 100})
+    bars = {bar["name"]: bar for bar in done_when(report)}
+    speed = bars["speed-up vs fp32 with query encoding included, ResRank over 100 stored vectors [int8]"]
+    assert speed["value"] == pytest.approx(200 / 75) and speed["met"] is True
+    assert bars["fulltext-listwise / ResRank over stored vectors at K=100, both [fp32]"]["value"] == pytest.approx(150.0)
+    assert bars["fulltext-listwise / ResRank over stored vectors at K=100, both [int8]"]["met"] is None  # not timed at K=100
+    first = bars[f"first call / steady call after loading, {label(STORED, 'int8')}, K=100"]
+    assert first["value"] == pytest.approx(150 / 70) and first["met"] is False
+    assert len(bars) == 4  # the no-warm-start probe is shown in the table, not held to the bar
 
 
 def test_cli_bench_explains_a_bad_precision(beir, tiny_checkpoint):

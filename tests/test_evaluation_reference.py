@@ -22,7 +22,7 @@ def dataset(name):
 def model():
     from resrank_rag import ResRank
 
-    return ResRank.from_pretrained("resrank-minilm-smollm2")
+    return ResRank.from_pretrained("resrank-minilm-smollm2", precision="fp32")  # the reference figures are fp32's
 
 
 def ndcg(report):

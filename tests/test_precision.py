@@ -154,3 +154,33 @@ def test_int8_linear_is_close_to_the_float_layer(shape, bias):
     assert float((got - expected).norm() / expected.norm()) < 0.02
     stack = nn.Sequential(nn.Linear(48, 48), nn.ReLU(), nn.Linear(48, 24))
     assert quantize_linears(stack) == 2 and isinstance(stack[2], Int8Linear)
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ({"avx512f", "avx512_vnni", "avx512_bf16"}, "int8"),  # this development CPU: int8 is the fastest that held the bar
+    ({"avx_vnni"}, "int8"),
+    ({"amx_int8", "amx_bf16"}, "int8"),
+    ({"avx512f", "avx512_bf16"}, "bf16"),  # bf16 but no VNNI
+    ({"avx2", "fma"}, "fp32"),  # neither: fp32
+    (set(), "fp32"),  # flags unreadable (macOS, Windows)
+])
+def test_auto_resolves_on_the_measured_table_as_documented(flags, expected, monkeypatch, checkpoint):
+    """The shipped MEASURED_NDCG_SHIFT (not a patched one), with the CPU's flags mocked."""
+    assert all(shift is None or shift <= precision_module.FIDELITY_BAR for shift in precision_module.MEASURED_NDCG_SHIFT.values())
+    monkeypatch.setattr(precision_module, "cpu_flags", lambda: set(flags))
+    assert resolve_precision("auto", "cpu") == expected
+    assert ResRank.from_pretrained(checkpoint, warm_start=False).precision == expected  # the default is auto
+
+
+@pytest.mark.parametrize("bf16_supported, expected", [(True, "bf16"), (False, "fp32")])
+def test_auto_on_cuda_is_bf16_where_supported_and_never_the_unmeasured_fp16(bf16_supported, expected, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16_supported)
+    assert precision_module.MEASURED_NDCG_SHIFT["fp16"] is None
+    assert resolve_precision("auto", "cuda") == expected
+
+
+def test_auto_is_resolved_once_at_load_and_recorded(monkeypatch, checkpoint):
+    monkeypatch.setattr(precision_module, "cpu_flags", lambda: {"avx512_bf16"})
+    model = ResRank.from_pretrained(checkpoint, precision="auto", warm_start=False)
+    assert model.precision == "bf16" and {p.dtype for p in model.reranker.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in model.encoder.parameters()} == {torch.float32}  # the encoder is fp32 at every precision

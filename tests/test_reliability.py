@@ -45,8 +45,8 @@ def test_asyncio_gather_of_fifty_calls_gives_the_serial_scores(trained_tiny):
 
 def test_same_checkpoint_gives_identical_results_across_loads(trained_tiny, tmp_path):
     trained_tiny.save_pretrained(tmp_path / "ckpt")
-    first = ResRank.from_pretrained(tmp_path / "ckpt").rerank(QUERIES[0], TEXTS)
-    second = ResRank.from_pretrained(tmp_path / "ckpt").rerank(QUERIES[0], TEXTS)
+    first = ResRank.from_pretrained(tmp_path / "ckpt", precision="fp32").rerank(QUERIES[0], TEXTS)  # == the fp32 model in memory
+    second = ResRank.from_pretrained(tmp_path / "ckpt", precision="fp32").rerank(QUERIES[0], TEXTS)
     assert first == second == trained_tiny.rerank(QUERIES[0], TEXTS)
 
 

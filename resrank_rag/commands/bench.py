@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from resrank_rag.model import DEFAULT_MODEL
@@ -37,16 +38,16 @@ def bench_tables(report) -> list[Table]:
     for k in report.ks:
         latency.add_column(f"K={k}", justify="right")
     for method, values in report.median_ms.items():
-        latency.add_row(method, *("-" if v is None else f"{v:,.1f}" for v in values))
+        latency.add_row(escape(method), *("-" if v is None else f"{v:,.1f}" for v in values))  # keep "[int8]" literal
     for label, values in report.ratios.items():
-        latency.add_row(f"[italic]{label}", *("-" if v is None else f"{v:,.1f}x" for v in values))
+        latency.add_row(f"[italic]{escape(label)}", *("-" if v is None else f"{v:,.1f}x" for v in values))
     memory = Table(title=f"Fresh process per row, rerank at K={report.settings.get('memory_k')}: peak resident memory (VmHWM, MB) and call times")
     columns = ("method [precision]", "after load MB", "after rerank MB", "first call ms", "steady ms")
     for column in columns:
         memory.add_column(column, justify="left" if column == columns[0] else "right")
     for method, values in report.memory_mb.items():
         steady = values.get("steady ms")
-        memory.add_row(method, f"{values['after load']:,.0f}", f"{values['after rerank']:,.0f}",
+        memory.add_row(escape(method), f"{values['after load']:,.0f}", f"{values['after rerank']:,.0f}",
                        f"{values['first call ms']:,.1f}", "-" if steady is None else f"{steady:,.1f}")
     speed = Table(title="Indexing throughput (passages/s, best of 2)")
     speed.add_column("encoder")
@@ -54,6 +55,17 @@ def bench_tables(report) -> list[Table]:
     for label, value in report.throughput.items():
         speed.add_row(label, f"{value:.1f}")
     return [latency, memory, speed]
+
+
+def done_when_lines(report) -> list[str]:
+    """Issue 15's done-when figures, one line each: value, bar and whether this run met it."""
+    lines = []
+    for bar in report.bars:
+        value = "-" if bar["value"] is None else f"{bar['value']:,.3f}x" if bar["value"] < 10 else f"{bar['value']:,.1f}x"
+        sign = ">=" if bar["higher_is_better"] else "<="
+        verdict = {True: "met", False: "NOT met", None: "not measured"}[bar["met"]]
+        lines.append(f"{bar['name']}: {value} ({bar['detail']}); bar {sign} {bar['bar']:g}x: {verdict}")
+    return lines
 
 
 def bench_command(
@@ -79,7 +91,7 @@ def bench_command(
     from resrank_rag.embedding_cache import EmbeddingCache
     from resrank_rag.evaluation import bench
     from resrank_rag.evaluation.plots import latency_vs_k
-    from resrank_rag.precision import native_precisions, resolve_precision
+    from resrank_rag.precision import MEASURED_NDCG_SHIFT, MEASURED_ON, native_precisions, resolve_precision
 
     try:
         precisions = list(dict.fromkeys(resolve_precision(p, "cpu") for p in precision))
@@ -98,11 +110,19 @@ def bench_command(
         report.memory_mb = bench.peak_memory(model, query, texts[:probe_k], vectors[:probe_k], passage_tokens, precisions)
     report.settings = {"data": str(data), "query": query, "passage_tokens": passage_tokens, "repeats": repeats, "fulltext_repeats": fulltext_repeats,
                        "fulltext_max_k": fulltext_max_k, "memory_k": memory_k or max(ks), "threads": torch.get_num_threads(),
-                       "native_precisions": native_precisions("cpu")}
+                       "native_precisions": native_precisions("cpu"), "auto": resolve_precision("auto", "cpu"),
+                       "measured_ndcg10_shift": MEASURED_NDCG_SHIFT, "measured_on": MEASURED_ON}
+    report.bars = bench.done_when(report)
     output.mkdir(parents=True, exist_ok=True)
     (output / "bench.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
     latency_vs_k(ks, medians, output / "bench.png")
     console = Console(width=None if sys.stdout.isatty() else 160)  # logs get the full table
     for table in bench_tables(report):
         console.print(table)
+    console.print(f"auto = {report.settings['auto']} here (native: {', '.join(report.settings['native_precisions']) or 'none'}; "
+                  f"measured |nDCG@10 shift| {MEASURED_NDCG_SHIFT}, {MEASURED_ON}); torch threads: {report.settings['threads']}",
+                  markup=False, highlight=False)
+    console.print("[bold]Issue 15 done-when, this run:[/]")
+    for line in done_when_lines(report):
+        console.print(f"  {line}", markup=False, highlight=False)
     console.print(f"Wrote {output / 'bench.json'} and {output / 'bench.png'}")

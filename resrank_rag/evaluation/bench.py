@@ -26,6 +26,8 @@ class BenchReport:
     precisions: list[str] = field(default_factory=lambda: ["fp32"])
     throughput: dict[str, float] = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
+    bars: list[dict] = field(default_factory=list)
+    """Issue 15's done-when figures from this run (``done_when``): name, value, bar, met."""
 
 
 def label(method: str, precision: str) -> str:
@@ -112,6 +114,45 @@ def ratios(medians: dict[str, list[float | None]], precisions: list[str]) -> dic
             if p != "fp32":
                 out[f"speed-up of {label(STORED, p)} over fp32"] = divide(medians[label(STORED, "fp32")], medians[label(STORED, p)])
     return out
+
+
+SPEEDUP_BAR, FULLTEXT_RATIO_BAR, FIRST_CALL_BAR = 2.5, 100.0, 2.0
+"""Issue 15's bars: ResRank over stored vectors (query encoding included) >= 2.5x faster than fp32; the
+fulltext-listwise / ResRank ratio at the same precision >= 100x; the first call <= 2x a steady call."""
+
+
+def done_when(report: BenchReport, k: int = 100) -> list[dict]:
+    """Issue 15's done-when figures from one bench run, at ``k`` candidates (or the largest K timed):
+    per reduced precision, its speed-up over fp32 of ResRank over stored vectors with the query encoding
+    included (``STORED`` times ``encode_query`` plus the rerank); per precision, fulltext-listwise / ResRank
+    at the same precision; per memory probe with warm start, first call / steady state."""
+    k = k if k in report.ks else max(report.ks)
+    at = report.ks.index(k)
+    bars = []
+
+    def add(name, value, bar, higher_is_better, detail=""):
+        met = None if value is None else (value >= bar if higher_is_better else value <= bar)
+        bars.append({"name": name, "value": value, "bar": bar, "higher_is_better": higher_is_better, "met": met, "detail": detail})
+
+    fp32 = report.median_ms.get(label(STORED, "fp32"), [None] * len(report.ks))[at]
+    for p in report.precisions:
+        if p == "fp32":
+            continue
+        ms = report.median_ms[label(STORED, p)][at]
+        value = None if fp32 is None or ms is None else fp32 / ms
+        detail = "-" if value is None else f"{fp32:,.1f} ms fp32 / {ms:,.1f} ms {p}"
+        add(f"speed-up vs fp32 with query encoding included, ResRank over {k} stored vectors [{p}]", value, SPEEDUP_BAR, True, detail)
+    for p in report.precisions:
+        full, ours = report.median_ms[label(FULLTEXT, p)][at], report.median_ms[label(STORED, p)][at]
+        value = None if full is None or ours is None else full / ours
+        detail = "fulltext-listwise not timed at this K" if full is None else f"{full:,.1f} ms / {ours:,.1f} ms"
+        add(f"fulltext-listwise / ResRank over stored vectors at K={k}, both [{p}]", value, FULLTEXT_RATIO_BAR, True, detail)
+    for name, values in report.memory_mb.items():
+        if name.startswith(STORED) and NO_WARM_START not in name and values.get("steady ms"):
+            first, steady = values["first call ms"], values["steady ms"]
+            add(f"first call / steady call after loading, {name}, K={report.settings.get('memory_k')}",
+                first / steady, FIRST_CALL_BAR, False, f"{first:,.1f} ms / {steady:,.1f} ms")
+    return bars
 
 
 def _memory_probe(method: str, precision: str, warm_start: bool, model_name: str, query: str, texts: list[str],

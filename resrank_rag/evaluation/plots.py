@@ -29,11 +29,20 @@ def quality_vs_latency(report, path: str | Path, metric: str = "nDCG@10") -> Pat
 
 
 def latency_vs_k(ks: list[int], latencies_ms: dict[str, list[float | None]], path: str | Path) -> Path:
-    """Median latency per method against the number of candidates K (log-log)."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for method, values in latencies_ms.items():
+    """Median latency per method against the number of candidates K (log-log). Rows named
+    ``method [precision]`` (``resrank bench``) share a colour per method and a line style per precision."""
+    fig, ax = plt.subplots(figsize=(9.5, 5))
+    def split(name: str) -> tuple[str, str]:
+        method, bracket, precision = name[:-1].rpartition(" [") if name.endswith("]") else ("", "", "")
+        return (method, precision) if bracket else (name, "")
+
+    methods = list(dict.fromkeys(split(name)[0] for name in latencies_ms))
+    styles = {"fp32": "-", "bf16": "--", "fp16": "-.", "int8": ":"}
+    for name, values in latencies_ms.items():
+        method, precision = split(name)
         points = [(k, v) for k, v in zip(ks, values) if v is not None]
-        ax.plot([k for k, _ in points], [v for _, v in points], marker="o", label=method)
+        ax.plot([k for k, _ in points], [v for _, v in points], marker="o", label=name,
+                color=f"C{methods.index(method) % 10}", linestyle=styles.get(precision, "-"))
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xticks(ks, [str(k) for k in ks])
@@ -41,7 +50,7 @@ def latency_vs_k(ks: list[int], latencies_ms: dict[str, list[float | None]], pat
     ax.set_ylabel("median rerank latency (ms)")
     ax.set_title("Rerank latency vs number of candidates")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the lines stay readable
     return _save(fig, path)
 
 

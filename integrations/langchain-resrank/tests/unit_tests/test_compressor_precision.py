@@ -4,6 +4,7 @@ import pytest
 from langchain_core.documents import Document
 
 from langchain_resrank import ResRankCompressor
+from resrank_rag.precision import resolve_precision
 from resrank_rag.testing import tiny_resrank
 
 
@@ -19,7 +20,7 @@ def test_precision_reaches_the_loaded_model(checkpoint, memory_cache):
     assert compressor.model.precision == "int8"
     docs = compressor.compress_documents([Document(page_content="cats purr"), Document(page_content="dogs bark")], "cats")
     assert all(type(d.metadata["relevance_score"]) is float for d in docs)
-    assert ResRankCompressor(model_name=checkpoint).model.precision == "fp32"  # auto: fp32 until measured
+    assert ResRankCompressor(model_name=checkpoint).model.precision == resolve_precision("auto", "cpu")  # None: auto
 
 
 def test_precision_with_a_loaded_model_is_refused(tiny_model):
