@@ -1,4 +1,4 @@
-"""Fixtures the tests of the three LlamaIndex packages share (llama-index imported inside the fixtures)."""
+"""Fixtures the integration packages' tests share (LlamaIndex and LangChain; frameworks imported inside the fixtures)."""
 
 import os
 from pathlib import Path
@@ -38,6 +38,20 @@ def tiny():
     from resrank_rag.testing import tiny_resrank
 
     return tiny_resrank()
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A tiny model that behaves like a trained one: residual heads and the rank prior are non-zero."""
+    import torch
+
+    from resrank_rag.testing import perturb_heads, tiny_resrank
+
+    model = tiny_resrank(seed=4)
+    perturb_heads(model)
+    with torch.no_grad():
+        model.rank_prior_weight.fill_(0.3)
+    return model
 
 
 @pytest.fixture(scope="session")

@@ -5,33 +5,16 @@ import random
 
 import numpy as np
 import pytest
-import torch
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
 from llama_index.embeddings.resrank import ResRankEmbedding
 from llama_index.postprocessor.resrank_rerank import ResRankRerank
 from resrank_rag.embedding_cache import EmbeddingCache
-from resrank_rag.testing import perturb_heads, tiny_resrank
+from resrank_rag.testing import tiny_resrank
 
-QUERY = "Which tower was finished in 1889?"
-TEXTS = [
-    "The Eiffel Tower in Paris was completed in 1889.",
-    "Photosynthesis converts light energy into chemical energy.",
-    "The Great Wall of China is very long.",
-    "Mitochondria produce ATP.",
-    "Qdrant is a vector database.",
-    "Mount Everest is the highest mountain.",
-    "The Statue of Liberty was dedicated in 1886.",
-]
+from .conftest import QUERY
+from .conftest import TEXTS as SHARED_TEXTS
 
-
-@pytest.fixture(scope="module")
-def trained():
-    """A tiny model that behaves like a trained one: residual heads and the rank prior are non-zero."""
-    model = tiny_resrank(seed=4)
-    perturb_heads(model)
-    with torch.no_grad():
-        model.rank_prior_weight.fill_(0.3)
-    return model
+TEXTS = SHARED_TEXTS + ["The Statue of Liberty was dedicated in 1886."]
 
 
 def shuffled_nodes(model, seed=0, with_embeddings=True):

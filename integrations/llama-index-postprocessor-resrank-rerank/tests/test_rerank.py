@@ -11,15 +11,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from llama_index.embeddings.resrank import ResRankEmbedding
 from llama_index.postprocessor.resrank_rerank import ResRankRerank
 
-QUERY = "Which tower was finished in 1889?"
-TEXTS = [
-    "The Eiffel Tower in Paris was completed in 1889.",
-    "Photosynthesis converts light energy into chemical energy.",
-    "The Great Wall of China is very long.",
-    "Mitochondria produce ATP.",
-    "Qdrant is a vector database.",
-    "Mount Everest is the highest mountain.",
-]
+from .conftest import QUERY, TEXTS
 
 
 def make_nodes(model=None):

@@ -8,27 +8,15 @@ import random
 
 import numpy as np
 import pytest
-import torch
 from langchain_core.documents import Document
 from langchain_qdrant import QdrantVectorStore
 
 from langchain_resrank import ResRankCompressor, ResRankEmbeddings, ResRankRetriever
 from resrank_rag.embedding_cache import EmbeddingCache
-from resrank_rag.testing import perturb_heads, tiny_resrank
 
 from ..conftest import TEXTS
 
 QUERY = "how does one forward pass rerank a list?"
-
-
-@pytest.fixture(scope="module")
-def trained():
-    """A tiny model that behaves like a trained one: residual heads and the rank prior are non-zero."""
-    model = tiny_resrank(seed=4)
-    perturb_heads(model)
-    with torch.no_grad():
-        model.rank_prior_weight.fill_(0.3)
-    return model
 
 
 @pytest.fixture
