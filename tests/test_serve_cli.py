@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 pytest.importorskip("fastapi", reason="serving needs the serve extra: pip install -e '.[serve]'")
 from resrank_rag.cli import app
 from resrank_rag.serve import ServeSettings, create_app
-from resrank_rag.serve.loadtest import measure, table
+from resrank_rag.serve.loadtest import measure, run_local, table
 from resrank_rag.serve.server import serving_in_thread
 from resrank_rag.testing import tiny_resrank
 
@@ -36,6 +36,14 @@ def test_settings_are_checked():
     with pytest.raises(ValueError, match="api_key is empty"):
         ServeSettings(api_key="  ")
     assert ServeSettings.from_json(ServeSettings(port=9000).to_json()).port == 9000
+    with pytest.raises(ValueError, match="max_batch_tokens"):
+        ServeSettings(max_batch_tokens=0)
+
+
+def test_the_position_budget_of_a_forward_defaults_by_device():
+    assert ServeSettings().batch_tokens("cpu") == 512  # wider forwards cost more per list on a CPU (settings.py)
+    assert ServeSettings().batch_tokens("cuda:0") == 16384
+    assert ServeSettings(max_batch_tokens=100).batch_tokens("cuda") == 100
 
 
 def test_load_test_tool_finds_no_failed_or_mixed_up_responses():
@@ -43,6 +51,14 @@ def test_load_test_tool_finds_no_failed_or_mixed_up_responses():
         cell = asyncio.run(measure(url, clients=4, k=5, seconds=0.5, server="batched"))
     assert cell.requests > 0 and cell.failed == 0 and cell.mismatched == 0
     assert "| batched | 4 | 5 |" in table([cell])
+
+
+def test_load_test_measures_both_servers_cell_by_cell_with_clients_in_another_process(tmp_path):
+    tiny_resrank().save_pretrained(tmp_path / "tiny")
+    cells = run_local(str(tmp_path / "tiny"), clients=[3], ks=[4], seconds=0.3, max_batch=8, log=lambda line: None)
+    assert [(c.server, c.clients, c.k) for c in cells] == [("batched", 3, 4), ("one forward per request", 3, 4)]
+    assert all(c.requests > 0 and c.failed == 0 and c.mismatched == 0 for c in cells)
+    assert "batching gain" in table(cells)
 
 
 def test_resrank_serve_runs_a_checkpoint_folder(tmp_path):

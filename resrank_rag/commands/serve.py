@@ -1,4 +1,4 @@
-"""`resrank serve`: the reranking and embedding service (Cohere, TEI and OpenAI APIs; docs/serve.md)."""
+"""`resrank serve`: the reranking and embedding service (Cohere, TEI and OpenAI APIs; docs/serving.md)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def serve(
     device: Annotated[str | None, typer.Option(help="torch device, e.g. cuda (default: cpu).")] = None,
     precision: Precision = "auto",
     max_batch: Annotated[int, typer.Option(min=1, help="Most requests grouped into one forward (1: no batching).")] = 32,
-    max_batch_tokens: Annotated[int, typer.Option(min=1, help="Most reranker positions in one padded forward.")] = 16384,
+    max_batch_tokens: Annotated[int | None, typer.Option(min=1, help="Most reranker positions in one padded forward (default: 512 on a CPU, 16384 on a GPU).")] = None,
     max_wait_ms: Annotated[float, typer.Option(min=0, help="Longest wait for company before a forward starts.")] = 2.0,
     max_queue: Annotated[int, typer.Option(min=1, help="Requests waiting; beyond it, 503 with Retry-After.")] = 256,
     max_candidates: Annotated[int, typer.Option(min=1, help="Most documents (or embedding inputs) per request.")] = 1000,

@@ -35,10 +35,12 @@ class Service:
     def __init__(self, model: ResRank, settings: ServeSettings, metrics: Metrics):
         self.model, self.settings, self.metrics = model, settings, metrics
         self.batcher: Batcher | None = None
+        self.batch_tokens = settings.batch_tokens(model.marker.device)
+        """Position budget of one forward (``--max-batch-tokens``, or the device's default)."""
 
     def start(self) -> None:
         s = self.settings
-        self.batcher = Batcher(partial(run_batch, self.model), s.max_batch, s.max_batch_tokens, s.max_wait_ms / 1000,
+        self.batcher = Batcher(partial(run_batch, self.model), s.max_batch, self.batch_tokens, s.max_wait_ms / 1000,
                                s.max_queue, observe=self.metrics.observe_batch)
         self.batcher.start()
 
@@ -136,7 +138,7 @@ class Service:
             "encoder_fingerprint": model.encoder_fingerprint, "embedding_dim": model.embedding_dim,
             "precision": model.precision, "model_dtype": dtype, "device": str(model.marker.device),
             "rank_prior": model.config.rank_prior, "rank_prior_weight": float(model.rank_prior_weight.detach()),
-            "max_batch": s.max_batch, "max_batch_tokens": s.max_batch_tokens, "max_wait_ms": s.max_wait_ms,
+            "max_batch": s.max_batch, "max_batch_tokens": self.batch_tokens, "max_wait_ms": s.max_wait_ms,
             "max_queue": s.max_queue, "max_candidates": s.max_candidates, "max_client_batch_size": s.max_candidates,
             "max_chars": s.max_chars, "auth": s.api_key is not None,
         }

@@ -2,10 +2,13 @@
 
     python -m resrank_rag.serve.loadtest --model resrank-minilm-smollm2 --clients 1,8,32 --k 20,100 --seconds 20
 
-With ``--model`` it starts two servers in this process, one with dynamic batching and one with
-``max_batch=1`` (one forward per request), and measures both in the same run; with ``--url`` it measures
-a running server. Requests carry stored vectors (as a caller holding Qdrant vectors does), so the
-reranker forward is what is measured. Every response is checked against the same request answered alone.
+With ``--model`` it loads the model once and starts two servers on it in this process, one with dynamic
+batching and one with ``max_batch=1`` (one forward per request, the same code path), and measures each
+cell on both, one right after the other, in the same run. The clients run in a separate process, as real
+clients do, so that they do not hold this process's GIL while the servers work. With ``--url`` it
+measures a running server. Requests carry stored vectors (as a caller holding Qdrant vectors does), so
+the reranker forward is what is measured. Every response is checked against the same request answered
+alone.
 """
 
 from __future__ import annotations
@@ -13,7 +16,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import json
+import multiprocessing
+import os
+import platform
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import httpx
@@ -65,10 +73,12 @@ async def measure(url: str, clients: int, k: int, seconds: float, server: str = 
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120,
                                  limits=httpx.Limits(max_connections=clients + 1)) as http:
         dim = (await http.get("/info")).json()["embedding_dim"]
-        requests = bodies(dim, k)
+        # serialised once: the client's own JSON encoding (~5 ms per K = 20 body) is not what is measured
+        requests = [json.dumps(body).encode() for body in bodies(dim, k)]
+        kwargs = {"headers": {"Content-Type": "application/json"}}
         references = []
         for body in requests:  # each request answered alone: the expected result under load
-            response = await http.post("/rerank", json=body)
+            response = await http.post("/rerank", content=body, **kwargs)
             response.raise_for_status()
             references.append(response.json())
         latencies: list[float] = []
@@ -80,7 +90,7 @@ async def measure(url: str, clients: int, k: int, seconds: float, server: str = 
             while time.perf_counter() < stop_at:
                 start = time.perf_counter()
                 try:
-                    response = await http.post("/rerank", json=requests[i % QUERIES])
+                    response = await http.post("/rerank", content=requests[i % QUERIES], **kwargs)
                 except httpx.HTTPError:
                     counts["failed"] += 1
                     continue
@@ -119,18 +129,48 @@ async def _measure_all(url: str, server: str, clients: list[int], ks: list[int],
     return [await measure(url, c, k, seconds, server, headers) for k in ks for c in clients]
 
 
-def run_local(model_name: str, clients: list[int], ks: list[int], seconds: float, max_batch: int = 32) -> list[Cell]:
-    """Measure the model behind two in-process servers: batched, then one forward per request."""
+def _measure_sync(url: str, clients: int, k: int, seconds: float, server: str) -> Cell:
+    """``measure`` run to completion (the entry point of the client process)."""
+    return asyncio.run(measure(url, clients, k, seconds, server))
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+def run_local(model_name: str, clients: list[int], ks: list[int], seconds: float, max_batch: int = 32,
+              log=_print, **options) -> list[Cell]:
+    """Measure the model behind two in-process servers, batched and one forward per request, cell by cell.
+
+    ``options`` are further ServeSettings (precision, threads, max_batch_tokens, max_wait_ms) of both servers.
+    The clients run in a spawned process; each cell is measured on the batched server, then at once on the
+    other, so that both see the same machine.
+    """
     from resrank_rag.serve.app import create_app
     from resrank_rag.serve.server import load_model, serving_in_thread
     from resrank_rag.serve.settings import ServeSettings
 
-    settings = ServeSettings(model=model_name, max_batch=max_batch, max_queue=max(256, 2 * max(clients)))
+    settings = ServeSettings(model=model_name, max_batch=max_batch, max_queue=max(256, 2 * max(clients)), **options)
     model = load_model(settings)
+    import torch
+
+    tokens = settings.batch_tokens(model.marker.device)
+    log(f"model {model.name} ({model_name}), precision {model.precision}, device {model.marker.device}, "
+        f"torch {torch.__version__} with {torch.get_num_threads()} threads, {os.cpu_count()} CPUs "
+        f"({platform.processor() or platform.machine()}); batched: max_batch {max_batch}, max_batch_tokens {tokens}, "
+        f"max_wait_ms {settings.max_wait_ms:g}; {seconds:g} s per cell; clients in a separate process")
     cells = []
-    for server, batch in (("batched", max_batch), ("one forward per request", 1)):
-        with serving_in_thread(create_app(model, dataclasses.replace(settings, max_batch=batch))) as url:
-            cells += asyncio.run(_measure_all(url, server, clients, ks, seconds))
+    servers = (("batched", max_batch), ("one forward per request", 1))
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as clients_process:
+        with serving_in_thread(create_app(model, dataclasses.replace(settings, max_batch=servers[0][1]))) as batched, \
+                serving_in_thread(create_app(model, dataclasses.replace(settings, max_batch=servers[1][1]))) as single:
+            for k in ks:
+                for c in clients:
+                    for (server, _), url in zip(servers, (batched, single)):
+                        cell = clients_process.submit(_measure_sync, url, c, k, seconds, server).result()
+                        log(f"  {server}, {c} clients, K = {k}: {cell.throughput:.2f} req/s, p50 {cell.percentile(50):.0f} ms, "
+                            f"{cell.failed} failed, {cell.mismatched} mixed up")
+                        cells.append(cell)
     return cells
 
 
@@ -142,6 +182,12 @@ def main() -> None:
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--k", default="20,100")
     parser.add_argument("--seconds", type=float, default=20.0, help="Duration of each cell.")
+    parser.add_argument("--precision", default="auto", help="With --model: the reranker LM's precision (docs/precision.md).")
+    parser.add_argument("--threads", type=int, help="With --model: torch threads (default: torch's, all cores).")
+    parser.add_argument("--max-batch", type=int, default=32, help="With --model: the batched server's --max-batch.")
+    parser.add_argument("--max-batch-tokens", type=int, help="With --model: positions per forward (default: the device's).")
+    parser.add_argument("--max-wait-ms", type=float, default=2.0, help="With --model: the servers' --max-wait-ms.")
+    parser.add_argument("--json", help="Also write every cell, latencies included, to this JSON file.")
     args = parser.parse_args()
     clients = [int(c) for c in args.clients.split(",")]
     ks = [int(k) for k in args.k.split(",")]
@@ -151,8 +197,12 @@ def main() -> None:
         headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else None
         cells = asyncio.run(_measure_all(args.url, "server", clients, ks, args.seconds, headers))
     else:
-        cells = run_local(args.model, clients, ks, args.seconds)
+        cells = run_local(args.model, clients, ks, args.seconds, args.max_batch, precision=args.precision,
+                          threads=args.threads, max_batch_tokens=args.max_batch_tokens, max_wait_ms=args.max_wait_ms)
     print(table(cells))
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump([dataclasses.asdict(c) | {"throughput": c.throughput} for c in cells], out)
 
 
 if __name__ == "__main__":
