@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from instrument import PassageCounter, timed
+
 REPO = Path(__file__).resolve().parents[1]
 COLLECTION = "scale"
 QUERY_SPLITS = ("test", "dev", "train")
@@ -142,17 +144,6 @@ def sqlite_commit_ms(folder: Path, n: int = 30) -> float:
     return statistics.median(times)
 
 
-def timed(totals: dict[str, float], name: str, function):
-    def wrapper(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return function(*args, **kwargs)
-        finally:
-            totals[name] += time.perf_counter() - start
-
-    return wrapper
-
-
 def summary(ms: list[float]) -> dict:
     return {
         "median_ms": float(np.median(ms)),
@@ -227,15 +218,7 @@ def search(args) -> dict:
     _, names, _ = parse_set(args.set, args.data)
     queries = load_queries(args.data, names, args.queries)
     model = load_model(args.model)
-    encoded = 0
-    encode = model.encode
-
-    def counting_encode(texts, *a, **kw):
-        nonlocal encoded
-        encoded += len(texts)
-        return encode(texts, *a, **kw)
-
-    model.encode = counting_encode
+    counter = PassageCounter(model)
     rss_model = rss_mb()
     start = time.perf_counter()
     index = ResRankIndex(model, COLLECTION, path=str(args.folder))
@@ -279,7 +262,7 @@ def search(args) -> dict:
         "points_opened": points,
         "queries": len(queries),
         "query_encode": summary(encode_ms),
-        "passages_encoded_at_query_time": encoded,  # model.encode is the passage encoder; queries go elsewhere
+        "passages_encoded_at_query_time": counter.passages,
         "open_s": open_s,
         "search_rss_model_mb": rss_model,
         "search_rss_open_mb": rss_open,

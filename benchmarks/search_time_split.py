@@ -25,20 +25,9 @@ from resrank_rag.evaluation.beir import load_beir
 from resrank_rag.evaluation.metrics import quality
 from resrank_rag.index import Document, ResRankIndex
 
+from instrument import PassageCounter, timed
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def timed(totals: dict[str, float], name: str, function):
-    """Wrap ``function`` so its wall time accumulates in ``totals[name]``."""
-
-    def wrapper(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return function(*args, **kwargs)
-        finally:
-            totals[name] += time.perf_counter() - start
-
-    return wrapper
 
 
 def main() -> None:
@@ -67,15 +56,7 @@ def main() -> None:
         model.encode_query = timed(totals, "query encode", model.encode_query)
         index.client.query_points = timed(totals, "qdrant", index.client.query_points)
         model.rerank = timed(totals, "rerank", model.rerank)
-        passages_encoded = 0
-        encode = model.encode
-
-        def counting_encode(texts, *a, **kw):
-            nonlocal passages_encoded
-            passages_encoded += len(texts)
-            return encode(texts, *a, **kw)
-
-        model.encode = counting_encode
+        counter = PassageCounter(model)
         runs: dict[str, dict] = {"no rerank": {}, "rerank": {}}
         for rerank, name in ((False, "no rerank"), (True, "rerank")):
             totals.clear()
@@ -96,7 +77,7 @@ def main() -> None:
             [d for d, _ in runs["rerank"][q][:10]] == [d for d, _ in runs["no rerank"][q][:10]] for q in dataset.queries
         )
         print(f"queries whose top 10 is identical with and without rerank: {same} / {len(dataset.queries)}")
-        print(f"passages encoded at query time: {passages_encoded}")
+        print(f"passages encoded at query time: {counter.passages}")
         index.client.close()
 
 

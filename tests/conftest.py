@@ -31,3 +31,14 @@ def tiny():
 
     return tiny_resrank()
 
+
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test (modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    for tiny models on a shared 2-core machine, thread hand-offs cost more than they save."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -17,6 +17,9 @@ from resrank_rag.index import Document, ModelMismatchError, ResRankIndex
 from resrank_rag.testing import tiny_resrank
 from resrank_rag.training import StageConfig
 
+# Tiny models: on a shared 2-core machine, thread hand-offs cost more than they save (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TOPICS = ["apple orchard harvest", "volcano lava eruption", "chess opening theory", "river delta sediment",
           "violin bow concert", "glacier ice melt", "rocket fuel orbit", "bread yeast oven"]
 DOCS = [Document(f"d{i}", f"{TOPICS[i % 8]} note {i}. The {TOPICS[(3 * i) % 8].split()[1]} part {i} is described here at length.",
@@ -27,14 +30,6 @@ PRIOR = StageConfig(name="prior", steps=12, train={"encoder": "frozen", "reranke
 LORA = StageConfig(name="joint", steps=2, train={"encoder": "frozen", "reranker": "lora", "heads": "full"},
                    lr={"reranker": 1e-3, "heads": 1e-3, "rank_prior": 1e-3})
 FAST = dict(depth=12, list_size=8, eval_every=4, save_every=4, patience=3, lists_per_step=2)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make_base(folder, prior: float, backbones):

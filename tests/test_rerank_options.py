@@ -6,15 +6,7 @@ import torch
 
 from resrank_rag import ResRank
 from resrank_rag.testing import perturb_heads, tiny_resrank
-
-QUERY = "which planet has rings"
-TEXTS = [
-    "Saturn has a bright ring system made of ice.",
-    "Bananas are rich in potassium.",
-    "Jupiter is the largest planet.",
-    "The rings of Uranus were found in 1977.",
-    "Paris is the capital of France.",
-]
+from tests.samples import QUERY, TEXTS
 
 
 @pytest.fixture(scope="module")

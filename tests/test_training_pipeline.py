@@ -12,6 +12,9 @@ from resrank_rag.testing import tiny_resrank
 from resrank_rag.training import DatasetSpec, StageConfig, TrainConfig, Trainer
 from resrank_rag.training.data import load_mix
 
+# Tiny models: on a shared 2-core machine, thread hand-offs cost more than they save (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TOPICS = [
     "cats purr sleep whiskers kitten", "rockets launch orbit fuel engine", "bread flour yeast oven bake",
     "rivers flow delta water valley", "violin strings bow music concert", "glaciers ice melt mountain snow",
@@ -40,15 +43,6 @@ def write_beir(folder, split="train", run=False):
                 docs = [f"d{(t + 1) % 6}-3"] + [f"d{t}-{i}" for i in range(4)] + [f"d{(t + 2) % 6}-0"]
                 handle.writelines(f"q{t} Q0 {d} {r} {10 - r} bm25\n" for r, d in enumerate(docs, 1))
     return folder
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: on a shared 2-core machine, thread hand-offs cost more than they save."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture
