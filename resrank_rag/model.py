@@ -207,7 +207,8 @@ class ResRank(nn.Module):
         return {k: v for k, v in self.state_dict().items() if not k.startswith(("encoder.", "reranker."))}
 
     def save_pretrained(self, folder: str | Path) -> None:
-        """Write config, heads and, per backbone, nothing (reference), a LoRA adapter, or full weights."""
+        """Write config, heads and, per backbone, nothing (reference), a LoRA adapter, or full weights with
+        their tokenizer (an adapter's tokenizer is the base backbone's, which loading takes from its name)."""
         if self.precision != "fp32":
             raise ValueError(f"this model runs at precision={self.precision!r}; load it with precision='fp32' to save it")
         folder = Path(folder)
@@ -220,6 +221,7 @@ class ResRank(nn.Module):
         ):
             if _is_peft(module) or weights == "full":
                 module.save_pretrained(folder / sub)
+            if weights == "full":
                 tokenizer.save_pretrained(folder / sub)
 
     # ---------------------------------------------------------------- encoding

@@ -225,6 +225,7 @@ def test_lora_trained_model_round_trips_and_writes_curves(beir, tmp_path):
     assert (out / "model" / "reranker" / "adapter_config.json").exists()
     assert (out / "model" / "encoder" / "adapter_config.json").exists()
     assert not (out / "model" / "reranker" / "model.safetensors").exists()  # an adapter, not the backbone
+    assert not list((out / "model" / "reranker").glob("tokenizer*"))  # loading takes the base's tokenizer
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [h["step"] for h in history if "ndcg@10" in h] == [0, 2, 3, 4, 6]  # every 2 steps and each stage end
     loaded = ResRank.from_pretrained(out / "model", precision="fp32")  # compared with the fp32 trainer model
