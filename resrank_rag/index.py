@@ -22,6 +22,7 @@ from qdrant_client import QdrantClient, models
 from tqdm.auto import tqdm
 
 from resrank_rag.access import ACCESS_FIELD, AccessError, Principal, access_filter, check_access_list, combine_filters
+from resrank_rag.blas_threads import single_threaded_blas
 from resrank_rag.documents import Document, chunk_document, read_documents
 
 __all__ = [
@@ -618,21 +619,21 @@ class ResRankIndex:
                 raise ValueError(f"query_vector must have shape ({dim},) (this model's query vector), got {query_vector.shape}")
         options = dict(limit=k, query_filter=filter, with_payload=True, with_vectors=True)
         if first_stage == "dense":
-            points = self.client.query_points(self.collection, query=query_vector.tolist(), **options).points
+            request = dict(query=query_vector.tolist())
         else:
             if not layout["sparse"]:
                 self._writable(layout)
             bag = _tokenize([query])[0]
             sparse = models.SparseVector(indices=sorted(bag), values=[1.0] * len(bag))
-            points = self.client.query_points(
-                self.collection,
+            request = dict(
                 prefetch=[
                     models.Prefetch(query=query_vector.tolist(), filter=filter, limit=k),
                     models.Prefetch(query=sparse, using=SPARSE, filter=filter, limit=k),
                 ],
                 query=models.RrfQuery(rrf=models.Rrf(k=RRF_CONSTANT + 1)),  # Qdrant counts positions from 0
-                **options,
-            ).points
+            )
+        with single_threaded_blas():  # embedded Qdrant scores with numpy; see blas_threads.py
+            points = self.client.query_points(self.collection, **request, **options).points
         if principal is None and any(ACCESS_FIELD in (p.payload.get("metadata") or {}) for p in points):
             layout["access_control"] = True  # another writer added access lists since this index opened
             raise self._no_principal()

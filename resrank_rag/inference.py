@@ -41,6 +41,7 @@ def merge_adapters(model) -> list[str]:
         merged.append("reranker")
     if merged:
         model.config = dataclasses.replace(model.config, **{f"{part}_weights": "full" for part in merged})
+        model._prefix_cache.clear()
     return merged
 
 

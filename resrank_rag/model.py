@@ -19,6 +19,7 @@ from resrank_rag.encoder import TextEncoder, clean_texts
 from resrank_rag.features import candidate_features, feature_width
 from resrank_rag.inference import prepare_for_inference
 from resrank_rag.precision import check_precision
+from resrank_rag.prompt_cache import PromptPrefixCache
 from resrank_rag.results import RerankResult
 
 HEADS_FILE = "heads.safetensors"
@@ -95,6 +96,7 @@ class ResRank(nn.Module):
         prefix, suffix = config.prompt_template.split("{query}", 1)
         self._prefix_ids = reranker_tokenizer(prefix, add_special_tokens=True).input_ids
         self._suffix_ids = reranker_tokenizer(suffix, add_special_tokens=False).input_ids
+        self._prefix_cache = PromptPrefixCache(self._prefix_ids)
         self._fingerprint: str | None = None
         self._tokenizer_lock = threading.Lock()
         self.eval()
@@ -340,6 +342,8 @@ class ResRank(nn.Module):
         dtype = self.marker.dtype
         query_vectors = nn.functional.normalize(query_vectors.to(device=device, dtype=dtype), dim=-1)
         embed = self.reranker.get_input_embeddings()
+        prefix_states = self._prefix_cache.states(self.reranker, embed)
+        skip = len(self._prefix_cache) if prefix_states is not None else 0  # prompt positions the cache holds
         kinds = self.config.candidate_features
         rows, spans = [], []
         for i, (query, vectors, q_vec) in enumerate(zip(queries, passage_vectors, query_vectors)):
@@ -351,7 +355,7 @@ class ResRank(nn.Module):
                 cosines = (vectors.detach() @ q_vec.detach()).float().cpu().numpy()
                 features = candidate_features(kinds, cosines, query, None if texts is None else texts[i])
                 fed = fed + self.feature_projector(torch.from_numpy(features).to(device=device, dtype=dtype)[order.to(device)])
-            parts = [embed(torch.tensor(prompt, device=device)).to(dtype), fed]
+            parts = [embed(torch.tensor(prompt[skip:], device=device)).to(dtype), fed]
             if self.config.query_position == "marker":
                 parts.append(self.marker.unsqueeze(0))
             length = sum(part.size(0) for part in parts)
@@ -363,15 +367,19 @@ class ResRank(nn.Module):
                     "candidates per call (e.g. rerank the first-stage top-k)"
                 )
             rows.append(torch.cat(parts))
-            spans.append((len(prompt), vectors, order))
+            spans.append((len(prompt) - skip, vectors, order))
         width = max(row.size(0) for row in rows)
         inputs = torch.zeros(len(rows), width, rows[0].size(1), device=device, dtype=dtype)
-        mask = torch.zeros(len(rows), width, device=device, dtype=torch.long)
+        mask = torch.zeros(len(rows), skip + width, device=device, dtype=torch.long)
+        mask[:, :skip] = 1
         for i, row in enumerate(rows):
             inputs[i, : row.size(0)] = row
-            mask[i, : row.size(0)] = 1
-        positions = torch.arange(width, device=device).unsqueeze(0).expand(len(rows), -1)
-        hidden = self.reranker(inputs_embeds=inputs, attention_mask=mask, position_ids=positions).last_hidden_state
+            mask[i, skip : skip + row.size(0)] = 1
+        positions = torch.arange(skip, skip + width, device=device).unsqueeze(0).expand(len(rows), -1)
+        cache = dict(use_cache=False) if prefix_states is None else self._prefix_cache.forward_kwargs(
+            self.reranker, prefix_states, len(rows)
+        )
+        hidden = self.reranker(inputs_embeds=inputs, attention_mask=mask, position_ids=positions, **cache).last_hidden_state
         weight = self.config.residual_weight
         scores = []
         for i, (start, vectors, order) in enumerate(spans):

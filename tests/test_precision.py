@@ -8,7 +8,7 @@ from torch import nn
 
 from resrank_rag import ResRank
 from resrank_rag import precision as precision_module
-from resrank_rag.int8 import Int8Linear, quantize_linears
+from resrank_rag.int8 import Int8FusedMember, Int8Linear, quantize_linears
 from resrank_rag.precision import resolve_precision
 from resrank_rag.testing import perturb_heads, tiny_resrank
 
@@ -47,7 +47,24 @@ def test_reduced_precisions_really_convert_the_reranker(checkpoint):
     assert {p.dtype for p in bf16.encoder.parameters()} == {torch.float32}
     int8 = ResRank.from_pretrained(checkpoint, precision="int8", warm_start=False)
     assert not any(isinstance(m, nn.Linear) for m in int8.reranker.modules())
-    assert sum(isinstance(m, Int8Linear) for m in int8.reranker.modules()) == 2 * 7  # q k v o gate up down per layer
+    # per layer: q, k, v as one fused product, gate and up as another, o and down on their own
+    assert sum(isinstance(m, Int8FusedMember) for m in int8.reranker.modules()) == 2 * 5
+    assert sum(isinstance(m, Int8Linear) for m in int8.reranker.modules()) == 2 * 4
+
+
+def test_fused_int8_siblings_compute_exactly_what_separate_int8_layers_do(checkpoint):
+    fused = ResRank.from_pretrained(checkpoint, precision="fp32", warm_start=False)
+    separate = ResRank.from_pretrained(checkpoint, precision="fp32", warm_start=False)
+    assert quantize_linears(fused.reranker) == quantize_linears(separate.reranker, fuse=False) == 2 * 7
+    x = torch.randn(3, 9, fused.reranker.config.hidden_size)
+    mask = torch.ones(3, 9, dtype=torch.long)
+    mask[1, 6:] = 0
+    with torch.inference_mode():
+        got = fused.reranker(inputs_embeds=x, attention_mask=mask).last_hidden_state
+        expected = separate.reranker(inputs_embeds=x, attention_mask=mask).last_hidden_state
+    assert torch.equal(got, expected)
+    group = fused.reranker.layers[0].self_attn.int8_q_proj_k_proj_v_proj
+    assert getattr(group._cache, "entry", None) is None  # every member served: nothing held after the forward
 
 
 @pytest.mark.parametrize("name", ["bf16", "int8"])
