@@ -28,15 +28,16 @@ class Int8Linear(nn.Module):
     ``torch.set_num_threads`` like any other matmul.
     """
 
-    def __init__(self, linear: nn.Linear):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
+        """From a float ``(out, in)`` weight and optional ``(out,)`` bias, e.g. ``Int8Linear(layer.weight, layer.bias)``."""
         super().__init__()
-        weight = linear.weight.detach().float()
+        weight = weight.detach().float()
         scale = weight.abs().amax(dim=1).clamp(min=1e-12) / QMAX
         quantised = torch.round(weight / scale[:, None]).clamp(-QMAX, QMAX).to(torch.int8)
-        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.out_features, self.in_features = weight.shape
         self.register_buffer("weight_t", quantised.t().contiguous())  # (in, out): the layout _int_mm wants
         self.register_buffer("weight_scale", scale)
-        self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float().clone())
+        self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).float()
@@ -62,17 +63,11 @@ class Int8FusedLinears(nn.Module):
 
     def __init__(self, linears: list[nn.Linear]):
         super().__init__()
-        weights = torch.cat([layer.weight.detach().float() for layer in linears])
-        biased = any(layer.bias is not None for layer in linears)
-        stacked = nn.Linear(weights.size(1), weights.size(0), bias=biased)
-        with torch.no_grad():
-            stacked.weight.copy_(weights)
-            if biased:
-                stacked.bias.copy_(torch.cat([
-                    torch.zeros(layer.out_features) if layer.bias is None else layer.bias.detach().float()
-                    for layer in linears
-                ]))
-        self.product = Int8Linear(stacked)
+        weight = torch.cat([layer.weight.detach() for layer in linears])
+        bias = None if all(layer.bias is None for layer in linears) else torch.cat([
+            torch.zeros(layer.out_features) if layer.bias is None else layer.bias.detach().float() for layer in linears
+        ])
+        self.product = Int8Linear(weight, bias)
         self.sizes = [layer.out_features for layer in linears]
         self._cache = threading.local()
 
@@ -118,7 +113,7 @@ def quantize_linears(module: nn.Module, fuse: bool = True) -> int:
             count += len(names)
     for name, child in children.items():
         if isinstance(child, nn.Linear):
-            setattr(module, name, Int8Linear(child))
+            setattr(module, name, Int8Linear(child.weight, child.bias))
             count += 1
         else:
             count += quantize_linears(child, fuse)

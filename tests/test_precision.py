@@ -166,7 +166,7 @@ def test_int8_linear_is_close_to_the_float_layer(shape, bias):
     x = torch.randn(*shape)
     with torch.no_grad():
         expected = layer(x)
-    got = Int8Linear(layer)(x)
+    got = Int8Linear(layer.weight, layer.bias)(x)
     assert got.shape == expected.shape and got.dtype == torch.float32
     assert float((got - expected).norm() / expected.norm()) < 0.02
     stack = nn.Sequential(nn.Linear(48, 48), nn.ReLU(), nn.Linear(48, 24))
