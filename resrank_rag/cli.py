@@ -10,6 +10,7 @@ from resrank_rag.commands import rerank
 from resrank_rag.commands import adapt as adapt_command
 from resrank_rag.commands import bench as bench_command
 from resrank_rag.commands import eval as eval_command
+from resrank_rag.commands import fit_features as fit_features_command
 from resrank_rag.commands import index as index_command
 from resrank_rag.commands import search as search_command
 from resrank_rag.commands import train as train_command
@@ -31,6 +32,7 @@ app.command("index")(index_command.index)
 app.command("search")(search_command.search)
 app.command("train")(train_command.train)
 app.command("adapt")(adapt_command.adapt)
+app.command("fit-features")(fit_features_command.fit_features)
 app.command("demo")(demo_command.demo)
 app.command("serve")(serve_command.serve)
 

@@ -10,7 +10,7 @@ from typing import Literal
 
 CONFIG_FILE = "resrank_config.json"
 CANDIDATE_FEATURES = ("rank", "cosine", "lexical")
-ARCHITECTURE_FIELDS = frozenset({"prompt_template", "candidate_features", "adaptive_prior", "score_head", "reranker_layers",
+ARCHITECTURE_FIELDS = frozenset({"prompt_template", "candidate_features", "linear_features", "adaptive_prior", "score_head", "reranker_layers",
                                  "projector", "query_position", "residual", "seed", "encoder", "reranker"})
 """ResRankConfig fields that shape the modules: a loaded checkpoint cannot change them, only a fresh build."""
 
@@ -72,6 +72,14 @@ class ResRankConfig:
     LM decides how far to trust this list's first-stage order. Zero-initialised."""
     score_head: bool = False
     """A head on each passage's state adds a scalar relevance term to its score. Zero-initialised."""
+    lm_branch: bool = True
+    """Whether ``rerank`` runs the reranker LM. False: the no-LM path, cosine plus the rank prior plus the
+    ``linear_features`` term, one matrix product per list; ``from_pretrained`` then does not even load the
+    LM backbone (``lm=True`` turns it on, as ``resrank adapt`` does)."""
+    linear_features: list[str] = field(default_factory=list)
+    """Candidate feature kinds (as ``candidate_features``) whose learned linear weights, zero at
+    initialisation, add to every score, with or without the LM: the no-LM feature scorer. One weight row
+    serves lists given with texts, another lists given as vectors only (lexical columns then zero)."""
     reranker_layers: int | None = None
     """Keep only the reranker LM's first N layers (faster; None: all)."""
     seed: int = 0
@@ -94,9 +102,10 @@ class ResRankConfig:
                 raise ValueError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
         if self.temperature <= 0:
             raise ValueError("temperature must be positive")
-        unknown = sorted(set(self.candidate_features) - set(CANDIDATE_FEATURES))
-        if unknown:
-            raise ValueError(f"candidate_features {unknown} unknown; choose from {CANDIDATE_FEATURES}")
+        for key in ("candidate_features", "linear_features"):
+            unknown = sorted(set(getattr(self, key)) - set(CANDIDATE_FEATURES))
+            if unknown:
+                raise ValueError(f"{key} {unknown} unknown; choose from {CANDIDATE_FEATURES}")
         if self.reranker_layers is not None and self.reranker_layers < 1:
             raise ValueError("reranker_layers must be a positive number of layers, or None for all")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from resrank_rag.precision import apply_precision, resolve_precision
+from resrank_rag.precision import apply_precision, auto_precision, resolve_precision
 
 WARM_UP_QUERY = "warm-up query"
 WARM_UP_PASSAGES = ("a first warm-up passage", "a second warm-up passage")
@@ -12,10 +12,11 @@ WARM_UP_PASSAGES = ("a first warm-up passage", "a second warm-up passage")
 
 def prepare_for_inference(model, precision: str = "auto", merge_lora: bool = True, warm_start: bool = True):
     """``model`` (in place) with adapters merged, its reranker at ``precision`` and one warm-up call done."""
-    concrete = resolve_precision(precision, model.marker.device)
     if merge_lora:
         merge_adapters(model)
-    apply_precision(model, concrete)
+    concrete = resolve_precision(precision, model.device)  # checks the name on every model
+    if model.reranker is not None:  # without its LM, a model has nothing that precision applies to
+        apply_precision(model, auto_precision(model) if precision == "auto" else concrete)
     if warm_start:
         warm_up(model)
     return model
@@ -41,7 +42,8 @@ def merge_adapters(model) -> list[str]:
         merged.append("reranker")
     if merged:
         model.config = dataclasses.replace(model.config, **{f"{part}_weights": "full" for part in merged})
-        model._prefix_cache.clear()
+        if model.reranker is not None:
+            model._prefix_cache.clear()
     return merged
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import shutil
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -61,15 +63,30 @@ class ResRank(nn.Module):
     precision = "fp32"
     """What the reranker LM runs at (``from_pretrained`` sets it; reduced precisions are inference-only)."""
 
-    def __init__(self, config: ResRankConfig, encoder: TextEncoder, reranker: nn.Module, reranker_tokenizer):
+    def __init__(self, config: ResRankConfig, encoder: TextEncoder, reranker: nn.Module | None, reranker_tokenizer=None):
+        """``reranker`` None builds the no-LM model: no LM backbone, no LM-branch heads (a checkpoint's
+        LM-branch tensors are kept aside and saved again unchanged)."""
         super().__init__()
-        if not _is_peft(reranker):
-            keep_layers(reranker, config.reranker_layers)
         self.config = config
         self.encoder = encoder
         self.reranker = reranker
         self.reranker_tokenizer = reranker_tokenizer
-        d_enc, d_rr = encoder.dim, int(reranker.config.hidden_size)
+        self.rank_prior_weight = nn.Parameter(torch.zeros(()))
+        width = feature_width(config.linear_features)
+        self.linear_scorer = nn.Linear(width, 2, bias=False) if width else None
+        if self.linear_scorer is not None:  # row 0: lists with texts, row 1: vectors only
+            nn.init.zeros_(self.linear_scorer.weight)
+        self._lm_heads_at_rest: dict[str, torch.Tensor] = {}
+        self._lm_folder_at_rest: Path | None = None
+        self._fingerprint: str | None = None
+        if reranker is not None:
+            self._build_lm_branch(config, encoder.dim, reranker, reranker_tokenizer)
+        self.eval()
+
+    def _build_lm_branch(self, config: ResRankConfig, d_enc: int, reranker: nn.Module, reranker_tokenizer) -> None:
+        if not _is_peft(reranker):
+            keep_layers(reranker, config.reranker_layers)
+        d_rr = int(reranker.config.hidden_size)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             self.projector = _build_projector(config.projector, d_enc, d_rr)
@@ -92,14 +109,20 @@ class ResRank(nn.Module):
             if head is not None:
                 nn.init.zeros_(head.weight)
                 nn.init.zeros_(head.bias)
-        self.rank_prior_weight = nn.Parameter(torch.zeros(()))
         prefix, suffix = config.prompt_template.split("{query}", 1)
         self._prefix_ids = reranker_tokenizer(prefix, add_special_tokens=True).input_ids
         self._suffix_ids = reranker_tokenizer(suffix, add_special_tokens=False).input_ids
         self._prefix_cache = PromptPrefixCache(self._prefix_ids)
-        self._fingerprint: str | None = None
         self._tokenizer_lock = threading.Lock()
-        self.eval()
+
+    @property
+    def device(self) -> torch.device:
+        return self.rank_prior_weight.device
+
+    @property
+    def runs_lm(self) -> bool:
+        """Whether ``rerank`` runs the reranker LM (its backbone is loaded and ``config.lm_branch`` is on)."""
+        return self.reranker is not None and self.config.lm_branch
 
     # ---------------------------------------------------------------- loading and saving
     @classmethod
@@ -119,21 +142,25 @@ class ResRank(nn.Module):
         precision: str = "auto",
         merge_lora: bool = True,
         warm_start: bool = True,
+        lm: bool | None = None,
     ) -> ResRank:
         """Load a checkpoint folder, a packaged model name (default ``resrank-minilm-smollm2``) or a hub id,
         ready for inference (resrank_rag/inference.py, docs/precision.md).
 
         ``precision``: the reranker LM's ``fp32``, ``bf16``, ``fp16`` (CUDA) or ``int8`` (CPU); ``auto``
         picks the fastest one measured to keep the ranking on this hardware. ``merge_lora`` folds LoRA
-        adapters into the weights; ``warm_start`` runs one tiny rerank. To train, load with
-        ``precision="fp32", merge_lora=False``.
+        adapters into the weights; ``warm_start`` runs one tiny rerank. ``lm``: run the reranker LM (True),
+        or the no-LM path without loading the LM backbone at all (False); None: what the checkpoint says
+        (``config.lm_branch``). To train, load with ``precision="fp32", merge_lora=False, lm=True``.
         """
         check_precision(precision)  # fail before the slow loading
+        if lm is not None and not isinstance(lm, bool):
+            raise TypeError(f"lm must be True, False or None, got {lm!r}")
         folder = cls._locate(str(name_or_path))
         if folder is None:
             model = cls.from_config(KNOWN_MODELS[str(name_or_path)])
         else:
-            model = cls._load_folder(folder)
+            model = cls._load_folder(folder, lm)
         model = model.to(device) if device else model
         return prepare_for_inference(model, precision, merge_lora, warm_start)
 
@@ -153,9 +180,16 @@ class ResRank(nn.Module):
     def _locate(name: str) -> Path | None:
         path = Path(name).expanduser()
         if path.is_dir():
-            if not (path / CONFIG_FILE).exists():
-                raise FileNotFoundError(f"{path} has no {CONFIG_FILE}: it is not a ResRank checkpoint folder")
-            return path
+            if (path / CONFIG_FILE).exists():
+                return path
+            if (path / "model" / CONFIG_FILE).exists():  # a `resrank adapt --out` folder: its adapted model
+                return path / "model"
+            if (path / "report.json").exists() and (path / "run").is_dir():
+                raise FileNotFoundError(
+                    f"{path} is a `resrank adapt` folder whose adapted model did not beat its base on the held-out "
+                    f"queries, so it holds no model; keep using the base (see {path / 'report.json'})"
+                )
+            raise FileNotFoundError(f"{path} has no {CONFIG_FILE}: it is not a ResRank checkpoint folder")
         if name in KNOWN_MODELS:
             packaged = PACKAGED_CHECKPOINTS / name
             if not (packaged / CONFIG_FILE).exists():
@@ -178,11 +212,15 @@ class ResRank(nn.Module):
             ) from None
 
     @classmethod
-    def _load_folder(cls, folder: Path) -> ResRank:
+    def _load_folder(cls, folder: Path, lm: bool | None = None) -> ResRank:
         config = ResRankConfig.load(folder)
+        if lm is not None:
+            config = dataclasses.replace(config, lm_branch=lm)
         enc_model, enc_tok = _load_part(folder / "encoder", config.encoder, config.encoder_weights, backbones.load_encoder)
-        rr_model, rr_tok = _load_part(folder / "reranker", config.reranker, config.reranker_weights, backbones.load_reranker,
-                                      config.reranker_layers)
+        rr_model, rr_tok = None, None
+        if config.lm_branch:
+            rr_model, rr_tok = _load_part(folder / "reranker", config.reranker, config.reranker_weights,
+                                          backbones.load_reranker, config.reranker_layers)
         model = cls(config, TextEncoder(enc_model, enc_tok, config.pooling, config.max_passage_tokens), rr_model, rr_tok)
         heads_path = folder / HEADS_FILE
         if not heads_path.exists():
@@ -192,10 +230,13 @@ class ResRank(nn.Module):
         except Exception as error:
             raise ValueError(f"{heads_path} is corrupt ({error}); re-save the checkpoint") from None
         expected = model.heads_state_dict()
-        if set(heads) != set(expected):
+        if not set(expected) <= set(heads) or (model.reranker is not None and set(heads) != set(expected)):
             raise ValueError(f"{heads_path} holds {sorted(heads)}, expected {sorted(expected)}")
+        if model.reranker is None:  # the LM branch's heads wait unused, to be saved again as they are
+            model._lm_heads_at_rest = {k: v for k, v in heads.items() if k not in expected}
+            model._lm_folder_at_rest = folder / "reranker" if (folder / "reranker").is_dir() else None
         for key, tensor in heads.items():
-            if tensor.shape != expected[key].shape:
+            if key in expected and tensor.shape != expected[key].shape:
                 raise ValueError(
                     f"{heads_path}: {key} has shape {tuple(tensor.shape)} but the backbones "
                     f"({config.encoder}, {config.reranker}) need {tuple(expected[key].shape)}; "
@@ -205,8 +246,10 @@ class ResRank(nn.Module):
         return model.eval()
 
     def heads_state_dict(self) -> dict[str, torch.Tensor]:
-        """Parameters that belong to ResRank itself (projector, marker, residual heads)."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith(("encoder.", "reranker."))}
+        """Parameters that belong to ResRank itself (rank prior, linear scorer, projector, marker, residual
+        heads; without the LM backbone, the LM-branch heads as loaded)."""
+        own = {k: v for k, v in self.state_dict().items() if not k.startswith(("encoder.", "reranker."))}
+        return {**self._lm_heads_at_rest, **own}
 
     def save_pretrained(self, folder: str | Path) -> None:
         """Write config, heads and, per backbone, nothing (reference), a LoRA adapter, or full weights with
@@ -221,6 +264,11 @@ class ResRank(nn.Module):
             ("encoder", self.encoder.model, self.encoder.tokenizer, self.config.encoder_weights),
             ("reranker", self.reranker, self.reranker_tokenizer, self.config.reranker_weights),
         ):
+            if module is None:  # loaded without its LM: its saved LM weights or adapter go along unchanged
+                source = self._lm_folder_at_rest
+                if source is not None and source.resolve() != (folder / sub).resolve():
+                    shutil.copytree(source, folder / sub, dirs_exist_ok=True)
+                continue
             if _is_peft(module) or weights == "full":
                 module.save_pretrained(folder / sub)
             if weights == "full":
@@ -270,12 +318,17 @@ class ResRank(nn.Module):
 
     # ---------------------------------------------------------------- scoring
     def max_candidates(self, query: str = "") -> int:
-        """How many candidates fit the reranker's context in one pass for this query."""
+        """How many candidates fit the reranker's context in one pass for this query (no limit without the LM)."""
+        if not self.runs_lm:
+            return 10**9
         limit = getattr(self.reranker.config, "max_position_embeddings", None) or 10**9
         return limit - self.reranker_input_length(query, 0)
 
     def reranker_input_length(self, query: str, n_candidates: int) -> int:
-        """Positions the reranker reads for this query and list: prompt tokens + one per candidate (+ marker)."""
+        """Positions the reranker reads for this query and list: prompt tokens + one per candidate (+ marker);
+        0 when ``rerank`` runs no LM."""
+        if not self.runs_lm:
+            return 0
         return len(self._prompt_ids(query)) + n_candidates + (self.config.query_position == "marker")
 
     def _prompt_ids(self, query: str) -> list[int]:
@@ -309,14 +362,34 @@ class ResRank(nn.Module):
             return torch.zeros_like(ranks)
         return -(self.rank_prior_weight if weight is None else weight).to(dtype) * torch.log(ranks)
 
+    def linear_term(self, cosine: torch.Tensor, query: str, texts: Sequence[str] | None, ordered: bool) -> torch.Tensor:
+        """The learned linear feature term of one list (zeros without ``linear_features``): weights row 0
+        for a list given with texts, row 1 for vectors only; the rank column counts only when ``ordered``."""
+        if self.linear_scorer is None:
+            return torch.zeros_like(cosine)
+        features = candidate_features(self.config.linear_features, cosine.detach().float().cpu().numpy(), query, texts)
+        if not ordered and "rank" in self.config.linear_features:
+            features[:, _rank_column(self.config.linear_features)] = 0.0
+        weights = self.linear_scorer.weight[0 if texts is not None else 1]
+        return torch.from_numpy(features).to(device=cosine.device, dtype=weights.dtype) @ weights.to(cosine.device)
+
     def scores_without_lm(
-        self, query_vectors: torch.Tensor, passage_vectors: Sequence[torch.Tensor], ordered: bool | None = None
+        self, query_vectors: torch.Tensor, passage_vectors: Sequence[torch.Tensor], ordered: bool | None = None,
+        queries: Sequence[str] | None = None, texts: Sequence[Sequence[str] | None] | None = None, linear: bool = True,
     ) -> list[torch.Tensor]:
-        """This checkpoint with its reranker branch removed: cosine plus its rank prior, no LM forward."""
+        """This checkpoint with its reranker branch removed: cosine plus its rank prior plus (``linear``) its
+        linear feature term, no LM forward. ``queries`` and ``texts`` feed the lexical features (None:
+        vectors only)."""
+        ordered = self._ordered(ordered)
+        if texts is not None and queries is None:
+            raise ValueError("texts need their queries too (lexical features compare the two)")
         scores = []
-        for q_vec, vectors in zip(nn.functional.normalize(query_vectors.float(), dim=-1), passage_vectors):
+        for i, (q_vec, vectors) in enumerate(zip(nn.functional.normalize(query_vectors.float(), dim=-1), passage_vectors)):
             cosine = nn.functional.normalize(vectors.float(), dim=-1) @ q_vec.to(vectors.device)
-            scores.append(cosine + self.rank_prior(cosine.size(0), cosine.device, ordered=ordered).detach())
+            prior = self.rank_prior(cosine.size(0), cosine.device, ordered=ordered).detach()
+            query = "" if queries is None else queries[i]
+            term = self.linear_term(cosine, query, None if texts is None else texts[i], ordered) if linear else 0.0
+            scores.append(cosine + prior + term)
         return scores
 
     def score_lists(
@@ -338,6 +411,8 @@ class ResRank(nn.Module):
             raise ValueError("queries, passage_vectors (and texts) must have the same length")
         if query_vectors is None:
             query_vectors = self.encoder([self.config.query_prefix + q for q in queries])
+        if self.reranker is None:
+            raise RuntimeError("this model was loaded without its reranker LM; load it with lm=True to run the LM branch")
         device = self.marker.device
         dtype = self.marker.dtype
         query_vectors = nn.functional.normalize(query_vectors.to(device=device, dtype=dtype), dim=-1)
@@ -396,7 +471,9 @@ class ResRank(nn.Module):
                 cosine = cosine + self.score_head(h_passages).squeeze(-1)
             score = torch.empty_like(cosine).scatter(0, order.to(device), cosine)
             per_query = None if self.prior_head is None else self.rank_prior_weight + self.prior_head(h_query).squeeze(-1)
-            scores.append(score + self.rank_prior(k, device, score.dtype, ordered=ordered, weight=per_query))
+            score = score + self.rank_prior(k, device, score.dtype, ordered=ordered, weight=per_query)
+            dense = vectors @ query_vectors[i]
+            scores.append(score + self.linear_term(dense, queries[i], None if texts is None else texts[i], ordered).to(score.dtype))
         return scores
 
     # ---------------------------------------------------------------- public rerank API
@@ -465,13 +542,13 @@ class ResRank(nn.Module):
         with torch.inference_mode():
             for start in range(0, len(todo), batch_size):
                 chunk = todo[start : start + batch_size]
-                scores = self.score_lists(
-                    [queries[i] for i in chunk],
-                    [torch.from_numpy(lists[i][1]) for i in chunk],
-                    torch.from_numpy(q_vecs[chunk]),
-                    [lists[i][0] for i in chunk],
-                    ordered=ordered,
-                )
+                lists_vectors = [torch.from_numpy(lists[i][1]) for i in chunk]
+                kwargs = dict(ordered=ordered, texts=[lists[i][0] for i in chunk])
+                if self.runs_lm:
+                    scores = self.score_lists([queries[i] for i in chunk], lists_vectors, torch.from_numpy(q_vecs[chunk]), **kwargs)
+                else:
+                    scores = self.scores_without_lm(torch.from_numpy(q_vecs[chunk]), lists_vectors,
+                                                    queries=[queries[i] for i in chunk], **kwargs)
                 for i, score in zip(chunk, scores):
                     results[i] = _ranked(score.float().cpu().numpy(), lists[i][0], top_n)
         return results
@@ -505,6 +582,10 @@ def _load_part(sub: Path, name: str, weights: str, loader, layers: int | None = 
 
         model = PeftModel.from_pretrained(model, sub)
     return model, tokenizer
+
+
+def _rank_column(kinds: Sequence[str]) -> int:
+    return feature_width(list(kinds)[: list(kinds).index("rank")])
 
 
 def _layer_norm(hidden: torch.Tensor) -> torch.Tensor:

@@ -5,13 +5,20 @@ encoder's vectors must match the ones already in vector stores and caches (its f
 and the small heads cost nothing. Training always uses float32 models (``precision="fp32"``).
 
 ``auto`` = the fastest precision this device runs natively among those measured to move nDCG@10 by at
-most ``FIDELITY_BAR``: int8 on a CPU with VNNI (avx512_vnni, avx_vnni, amx_int8), else bf16 on a CPU
-with avx512_bf16 or amx_bf16, else fp32; bf16 on a CUDA GPU that supports it, else fp32 (fp16 is not
-measured). See docs/precision.md.
+most ``FIDELITY_BAR``. The candidates: int8 on a CPU with VNNI (avx512_vnni, avx_vnni, amx_int8), bf16 on
+a CPU with avx512_bf16 or amx_bf16, bf16 on a CUDA GPU that supports it, else fp32 (fp16 is not
+measured). Where a CPU runs several, which one is fastest depends on the CPU (int8 on a Zen 4 with VNNI,
+bf16 on a Xeon with AMX), so ``auto_precision`` times the model's own LM at each, once per machine, and
+keeps the answer in the user cache. See docs/precision.md.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
+import platform
+import time
 from pathlib import Path
 
 import torch
@@ -110,6 +117,79 @@ def resolve_precision(name: str, device: torch.device | str = "cpu", flags: set[
     if name == "fp16" and device.type == "cpu":
         raise ValueError("precision='fp16' is slow on CPUs; use 'bf16' or 'int8' on CPU, fp16 on CUDA")
     return name
+
+
+SPEED_FILE = "precision-speed.json"
+"""In the user cache: per machine and LM shape, the measured forward times behind ``auto``'s pick."""
+
+
+def auto_precision(model, flags: set[str] | None = None) -> str:
+    """What ``auto`` runs ``model``'s reranker LM at on this machine: the fastest of the native precisions
+    that keep the ranking. With one candidate that is it; with several (a CPU with both VNNI and bf16),
+    each is timed on a copy of the LM once per machine and LM shape, and the answer is cached."""
+    device = torch.device(model.device)
+    candidates = [p for p in native_precisions(device, flags) if keeps_ranking(p)]
+    if device.type != "cpu" or len(candidates) < 2:
+        return candidates[0] if candidates else "fp32"
+    key = _speed_key(model.reranker, candidates)
+    path = _speed_path()
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key not in known:
+        times = time_precisions(model.reranker, candidates)
+        known[key] = {"ms": times, "fastest": min(times, key=times.get), "cpu": _cpu_name(), "threads": torch.get_num_threads()}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(known, indent=2) + "\n")
+        except OSError:
+            pass  # a read-only cache: measure again next time
+    return known[key]["fastest"]
+
+
+def time_precisions(reranker: nn.Module, candidates: list[str], positions: int = 114, repeats: int = 3) -> dict[str, float]:
+    """Median ms of one forward over ``positions`` input vectors (a query and 100 candidates) of a copy of
+    ``reranker`` at each precision."""
+    hidden = int(reranker.config.hidden_size)
+    inputs = torch.randn(1, positions, hidden, generator=torch.Generator().manual_seed(0)) * 0.02
+    times = {}
+    for precision in candidates:
+        lm = convert_module(copy.deepcopy(reranker), precision)
+        dtype = DTYPES.get(precision, torch.float32)
+        with torch.inference_mode():
+            runs = []
+            for _ in range(repeats + 1):
+                start = time.perf_counter()
+                lm(inputs_embeds=inputs.to(dtype), use_cache=False)
+                runs.append((time.perf_counter() - start) * 1000)
+        times[precision] = round(sorted(runs[1:])[len(runs[1:]) // 2], 2)
+        del lm
+    return times
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _speed_key(reranker: nn.Module, candidates: list[str]) -> str:
+    config = reranker.config
+    shape = [getattr(config, "model_type", "?"), config.hidden_size, config.num_hidden_layers,
+             getattr(config, "intermediate_size", None)]
+    parts = [_cpu_name(), torch.__version__, torch.get_num_threads(), shape, sorted(candidates)]
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:16]
+
+
+def _speed_path() -> Path:
+    from resrank_rag.backbones import cache_dir
+
+    return cache_dir() / SPEED_FILE
 
 
 def convert_module(module: nn.Module, precision: str) -> nn.Module:

@@ -120,3 +120,17 @@ def test_per_query_counts_a_missing_query_as_zero():
     qrels = {"q1": {"d1": 1}, "q2": {"d2": 1}}
     values = per_query(qrels, {"q1": [("d1", 1.0), ("d3", 0.5)]})
     assert values == {"q1": pytest.approx(1.0), "q2": 0.0}
+
+
+def test_set_mean_test_is_the_difference_of_dev_means_and_detects_a_real_gap():
+    from resrank_rag.evaluation.metrics import set_mean_test
+
+    rng = np.random.default_rng(0)
+    a = {"big": {f"q{i}": 0.5 + 0.1 * rng.random() for i in range(200)}, "small": {f"s{i}": 0.4 for i in range(10)}}
+    b = {"big": {q: v - 0.05 for q, v in a["big"].items()}, "small": {q: v + 0.02 for q, v in a["small"].items()}}
+    result = set_mean_test(a, b)
+    means = lambda runs: np.mean([np.mean(list(v.values())) for v in runs.values()])  # noqa: E731
+    assert result["mean_difference"] == pytest.approx(means(a) - means(b))  # (0.05 - 0.02) / 2, not the pooled 0.047
+    assert result["p_randomisation"] < 0.01
+    same = set_mean_test(a, a)
+    assert same["mean_difference"] == 0.0 and same["p_randomisation"] == 1.0

@@ -118,7 +118,7 @@ def adapt(
     if labelled is not None:
         _check_count(len({q.query.strip() for q in labelled}), f"{queries} holds")
     out = Path(out)
-    model = ResRank.from_pretrained(base, precision="fp32", merge_lora=False, warm_start=False)
+    model = ResRank.from_pretrained(base, precision="fp32", merge_lora=False, warm_start=False, lm=True)
     index = collection if not isinstance(collection, str) else _open(model, collection, path, url, api_key, base)
     try:
         _check_collection(index, model, base)

@@ -91,16 +91,19 @@ def bench_command(
     from resrank_rag.embedding_cache import EmbeddingCache
     from resrank_rag.evaluation import bench
     from resrank_rag.evaluation.plots import latency_vs_k
-    from resrank_rag.precision import MEASURED_NDCG_SHIFT, MEASURED_ON, native_precisions, resolve_precision
+    from resrank_rag.precision import MEASURED_NDCG_SHIFT, MEASURED_ON, auto_precision, native_precisions, resolve_precision
 
     try:
-        precisions = list(dict.fromkeys(resolve_precision(p, "cpu") for p in precision))
+        for p in precision:
+            resolve_precision(p, "cpu")
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--precision") from None
     ks = sorted(set(k))
     query, texts = passages_and_query(data, split, max(max(ks), index_passages))
-    setups = [bench.load_setup(model, p, passage_tokens) for p in precisions]
+    setups = list({s.precision: s for s in (bench.load_setup(model, p, passage_tokens) for p in dict.fromkeys(precision))}.values())
+    precisions = [s.precision for s in setups]  # auto as loaded: what it picked on this machine
     ranker = setups[0].model
+    fp32 = next((s.model for s in setups if s.precision == "fp32"), None)
     vectors = EmbeddingCache(ranker).encode(texts[: max(ks)], show_progress_bar=True)  # fp32 encoder at every precision
     medians, runs = bench.latency_vs_k(setups, query, texts, vectors, ks, repeats, fulltext_repeats, fulltext_max_k)
     report = bench.BenchReport(ks, medians, runs, bench.ratios(medians, precisions), precisions=precisions)
@@ -110,7 +113,8 @@ def bench_command(
         report.memory_mb = bench.peak_memory(model, query, texts[:probe_k], vectors[:probe_k], passage_tokens, precisions)
     report.settings = {"data": str(data), "query": query, "passage_tokens": passage_tokens, "repeats": repeats, "fulltext_repeats": fulltext_repeats,
                        "fulltext_max_k": fulltext_max_k, "memory_k": memory_k or max(ks), "threads": torch.get_num_threads(),
-                       "native_precisions": native_precisions("cpu"), "auto": resolve_precision("auto", "cpu"),
+                       "native_precisions": native_precisions("cpu"),
+                       "auto": "no LM" if ranker.reranker is None else auto_precision(fp32) if fp32 is not None else "not measured (add --precision fp32)",
                        "measured_ndcg10_shift": MEASURED_NDCG_SHIFT, "measured_on": MEASURED_ON}
     report.bars = bench.done_when(report)
     output.mkdir(parents=True, exist_ok=True)

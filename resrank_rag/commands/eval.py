@@ -39,7 +39,7 @@ def eval_command(
     model: Annotated[str, typer.Option(help="ResRank checkpoint folder, packaged name or Hugging Face id.")] = DEFAULT_MODEL,
     first_stage: Annotated[str, typer.Option(help="shipped (runs/bm25.<split>.trec), bm25, dense or hybrid (RRF); default: shipped if present, else bm25.")] = "auto",
     also: Annotated[list[str], typer.Option("--also", help="More first stages to score alone (repeatable).")] = [],
-    reranker: Annotated[list[str], typer.Option("--reranker", "-r", help="resrank, resrank-vectors (no texts), resrank-nolm (LM branch removed), dense, fulltext-listwise, pointwise (repeatable); none: first stages only.")] = ["resrank", "resrank-nolm", "dense"],
+    reranker: Annotated[list[str], typer.Option("--reranker", "-r", help="resrank (the checkpoint's default path), resrank-vectors (no texts), resrank-nolm (LM branch removed), features (the no-LM feature scorer), prior (cosine + rank prior), dense, fulltext-listwise, pointwise (repeatable); none: first stages only.")] = ["resrank", "resrank-nolm", "features", "dense"],
     stemmer: Annotated[str | None, typer.Option(help="PyStemmer language for BM25 (e.g. english); default none.")] = None,
     depth: Annotated[int, typer.Option(min=1, help="Candidates per query from the first stage.")] = 100,
     max_queries: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N judged queries.")] = None,

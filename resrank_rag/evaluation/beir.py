@@ -20,6 +20,20 @@ class BeirDataset:
     queries: dict[str, str]
     qrels: dict[str, dict[str, int]]
     shipped_run: Run | None = None
+    folder: Path | None = None
+    split: str | None = None
+
+    def named_run(self, name: str) -> Run:
+        """``runs/<name>.<split>.trec`` from this dataset's folder (e.g. ``splade``), read on first use."""
+        if name == "bm25" and self.shipped_run is not None:
+            return self.shipped_run
+        cache = self.__dict__.setdefault("_runs", {})
+        if name not in cache:
+            path = None if self.folder is None else self.folder / "runs" / f"{name}.{self.split}.trec"
+            if path is None or not path.exists():
+                raise FileNotFoundError(f"{self.name} has no runs/{name}.{self.split}.trec for the run:{name} source")
+            cache[name] = read_trec_run(path)
+        return cache[name]
 
     def limit_queries(self, max_queries: int | None) -> BeirDataset:
         """The first ``max_queries`` judged queries (in file order), for quick or costly runs."""
@@ -32,6 +46,8 @@ class BeirDataset:
             {q: self.queries[q] for q in keep},
             {q: self.qrels[q] for q in keep},
             None if self.shipped_run is None else {q: self.shipped_run.get(q, []) for q in keep},
+            self.folder,
+            self.split,
         )
 
 
@@ -82,4 +98,4 @@ def load_beir(folder: str | Path, split: str = "test") -> BeirDataset:
     corpus = {row["_id"]: passage_text(row) for row in read_jsonl(folder / "corpus.jsonl")}
     run_path = folder / "runs" / f"bm25.{split}.trec"
     shipped = read_trec_run(run_path) if run_path.exists() else None
-    return BeirDataset(folder.name, corpus, queries, qrels, shipped)
+    return BeirDataset(folder.name, corpus, queries, qrels, shipped, folder, split)

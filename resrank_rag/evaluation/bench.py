@@ -57,8 +57,8 @@ def load_setup(model_name: str, precision: str, passage_tokens: int = 100, metho
         model = ResRank.from_pretrained(model_name, precision=precision)
     if FULLTEXT in methods:
         lm, tokenizer = load_reranker(ResRank.untrained_config(model_name).reranker, causal_lm=True)
-        listwise = FulltextListwiseReranker(convert_module(lm, precision), tokenizer, passage_tokens)
-    return Setup(precision, model, listwise)
+        listwise = FulltextListwiseReranker(convert_module(lm, precision if model is None else model.precision), tokenizer, passage_tokens)
+    return Setup(precision if model is None else model.precision, model, listwise)
 
 
 def _call(method: str, setup: Setup, query: str, texts: list[str], vectors: np.ndarray) -> None:

@@ -15,7 +15,8 @@ from resrank_rag.evaluation import first_stage as stages
 from resrank_rag.evaluation.beir import BeirDataset, Run
 from resrank_rag.evaluation.metrics import paired_test, per_query, quality
 
-COMPARISONS = (("resrank", "resrank-nolm"), ("resrank-vectors", "resrank-nolm"), ("resrank", "resrank-vectors"), ("resrank", "dense"))
+COMPARISONS = (("resrank", "resrank-nolm"), ("resrank", "features"), ("resrank", "prior"), ("features", "prior"),
+               ("resrank-vectors", "resrank-nolm"), ("resrank", "resrank-vectors"), ("resrank", "dense"))
 """Reranker pairs whose per-query nDCG@10 gets a paired significance test when both are evaluated."""
 
 

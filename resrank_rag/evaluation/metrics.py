@@ -55,3 +55,24 @@ def paired_test(a: dict[str, float], b: dict[str, float], resamples: int = 10_00
         "p_ttest": float(stats.ttest_rel(x, y).pvalue),
         "p_randomisation": float(randomised.pvalue),
     }
+
+
+def set_mean_test(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]], resamples: int = 10_000,
+                  seed: int = 0) -> dict[str, float]:
+    """Paired sign-flip randomisation test of the mean over sets of each set's mean (the "dev mean"):
+    ``a[set][query]`` and ``b[set][query]`` per-query values; each query weighs 1 / (sets x its set's
+    queries), so the statistic is exactly the difference of the two dev means. Two-sided p."""
+    sets = sorted(set(a) & set(b))
+    diffs, weights = [], []
+    for name in sets:
+        queries = sorted(set(a[name]) & set(b[name]))
+        diffs += [a[name][q] - b[name][q] for q in queries]
+        weights += [1.0 / (len(sets) * len(queries))] * len(queries)
+    diff, weight = np.array(diffs), np.array(weights)
+    observed = float((diff * weight).sum())
+    rng = np.random.default_rng(seed)
+    flips = rng.choice([-1.0, 1.0], size=(resamples, len(diff)))
+    null = (flips * diff * weight).sum(axis=1)
+    p = float((np.sum(np.abs(null) >= abs(observed) - 1e-12) + 1) / (resamples + 1))
+    return {"sets": len(sets), "queries": len(diff), "mean_difference": observed, "wins": int((diff > 0).sum()),
+            "losses": int((diff < 0).sum()), "p_randomisation": p if diff.any() else 1.0}

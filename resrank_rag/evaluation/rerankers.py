@@ -1,10 +1,13 @@
 """Rerankers compared by the harness, each scoring one candidate list and reporting what it cost.
 
-``resrank``, ``resrank-vectors``, ``resrank-nolm`` and ``dense`` read stored passage vectors (as from a
-vector store); ``resrank`` also gets the candidate texts (for a checkpoint with lexical features),
-``resrank-vectors`` only the vectors, and ``resrank-nolm`` is the same checkpoint with its reranker
-branch removed (cosine plus its rank prior, no LM forward): the baseline the LM must beat. The two
-fulltext baselines feed passage texts, truncated to a token budget, to the same LM that ResRank uses.
+``resrank``, ``resrank-vectors``, ``resrank-nolm``, ``features``, ``prior`` and ``dense`` read stored
+passage vectors (as from a vector store). ``resrank`` is the checkpoint as it runs by default, with the
+candidate texts (for lexical features); ``resrank-vectors`` the same with vectors only. ``resrank-nolm``
+is the same checkpoint with its reranker branch removed (cosine, rank prior and its linear feature term,
+no LM forward): the baseline its LM must beat. ``features`` is the no-LM feature scorer: the
+checkpoint's own linear term if it has one, else the packaged default's, whose encoder must match.
+``prior`` is cosine plus the checkpoint's rank prior alone. The two fulltext baselines feed passage
+texts, truncated to a token budget, to the same LM that ResRank uses.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-RERANKERS = ("resrank", "resrank-vectors", "resrank-nolm", "dense", "fulltext-listwise", "pointwise")
+RERANKERS = ("resrank", "resrank-vectors", "resrank-nolm", "features", "prior", "dense", "fulltext-listwise", "pointwise")
 LABELS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
@@ -55,19 +58,39 @@ class ResRankReranker:
 
 
 class NoLMReranker:
-    """The checkpoint without its reranker branch: cosine plus its own rank prior, no LM forward."""
+    """A checkpoint without its reranker branch: cosine, its rank prior and (``linear``) its linear feature
+    term over the candidates' texts; no LM forward."""
 
     name = "resrank-nolm"
     uses_vectors = True
 
-    def __init__(self, model):
+    def __init__(self, model, name: str = "resrank-nolm", linear: bool = True):
         self.model = model
+        self.name = name
+        self.linear = linear
 
     def rerank(self, query: str, texts: list[str], vectors: np.ndarray | None) -> Reranked:
         vectors, encoded = _stored_or_encoded(self.model, texts, vectors)
         with torch.inference_mode():
-            scores = self.model.scores_without_lm(torch.from_numpy(self.model.encode_query(query))[None], [torch.from_numpy(vectors)])[0]
+            scores = self.model.scores_without_lm(torch.from_numpy(self.model.encode_query(query))[None], [torch.from_numpy(vectors)],
+                                                  queries=[query], texts=[texts], linear=self.linear)[0]
         return Reranked([float(s) for s in scores], 0, encoded)
+
+
+def feature_scorer(model):
+    """The no-LM feature scorer to compare ``model`` with: its own linear term if it has one, else the
+    packaged default checkpoint's (loaded without its LM), which must share ``model``'s encoder."""
+    if model.linear_scorer is not None:
+        return model
+    from resrank_rag.model import DEFAULT_MODEL, ResRank
+
+    default = ResRank.from_pretrained(DEFAULT_MODEL, lm=False, warm_start=False)
+    if default.linear_scorer is None:
+        raise ValueError(f"the packaged {DEFAULT_MODEL} has no linear feature scorer to compare with")
+    if default.encoder_fingerprint != model.encoder_fingerprint:
+        raise ValueError(f"-r features compares with {DEFAULT_MODEL}'s feature scorer, whose encoder differs from "
+                         f"{model.name}'s; its stored vectors would not match")
+    return default
 
 
 class DenseReranker:
@@ -211,6 +234,10 @@ def build_rerankers(names: list[str], model, lm_and_tokenizer=None, passage_toke
             built.append(ResRankReranker(model, "resrank-vectors", with_texts=False))
         elif name == "resrank-nolm":
             built.append(NoLMReranker(model))
+        elif name == "features":
+            built.append(NoLMReranker(feature_scorer(model), "features"))
+        elif name == "prior":
+            built.append(NoLMReranker(model, "prior", linear=False))
         elif name == "dense":
             built.append(DenseReranker(model))
         elif name == "fulltext-listwise":

@@ -35,7 +35,7 @@ class Service:
     def __init__(self, model: ResRank, settings: ServeSettings, metrics: Metrics):
         self.model, self.settings, self.metrics = model, settings, metrics
         self.batcher: Batcher | None = None
-        self.batch_tokens = settings.batch_tokens(model.marker.device)
+        self.batch_tokens = settings.batch_tokens(model.device)
         """Position budget of one forward (``--max-batch-tokens``, or the device's default)."""
 
     def start(self) -> None:
@@ -132,11 +132,11 @@ class Service:
 
     def info(self) -> dict:
         model, s = self.model, self.settings
-        dtype = str(next(model.reranker.parameters()).dtype).removeprefix("torch.")
+        dtype = "none (no LM)" if model.reranker is None else str(next(model.reranker.parameters()).dtype).removeprefix("torch.")
         return {
             "model_id": model.name, "model": model.name, "version": __version__,
             "encoder_fingerprint": model.encoder_fingerprint, "embedding_dim": model.embedding_dim,
-            "precision": model.precision, "model_dtype": dtype, "device": str(model.marker.device),
+            "precision": model.precision, "model_dtype": dtype, "device": str(model.device),
             "rank_prior": model.config.rank_prior, "rank_prior_weight": float(model.rank_prior_weight.detach()),
             "max_batch": s.max_batch, "max_batch_tokens": self.batch_tokens, "max_wait_ms": s.max_wait_ms,
             "max_queue": s.max_queue, "max_candidates": s.max_candidates, "max_client_batch_size": s.max_candidates,

@@ -154,8 +154,8 @@ def run_local(model_name: str, clients: list[int], ks: list[int], seconds: float
     model = load_model(settings)
     import torch
 
-    tokens = settings.batch_tokens(model.marker.device)
-    log(f"model {model.name} ({model_name}), precision {model.precision}, device {model.marker.device}, "
+    tokens = settings.batch_tokens(model.device)
+    log(f"model {model.name} ({model_name}), precision {model.precision}, device {model.device}, "
         f"torch {torch.__version__} with {torch.get_num_threads()} threads, {os.cpu_count()} CPUs "
         f"({platform.processor() or platform.machine()}); batched: max_batch {max_batch}, max_batch_tokens {tokens}, "
         f"max_wait_ms {settings.max_wait_ms:g}; {seconds:g} s per cell; clients in a separate process")

@@ -13,6 +13,12 @@ PART_MODES = ("frozen", "lora", "full")
 LISTWISE_LOSSES = ("ranknet", "listnet", "listmle")
 NEGATIVE_SOURCES = ("judged", "run", "bm25", "encoder", "hybrid", "random")
 RANKING_SOURCES = ("run", "bm25", "encoder", "hybrid")
+"""Sources that rank the corpus, so they can give a first-stage list order; ``run:<name>`` (another run
+file of the folder, ``runs/<name>.<split>.trec``) ranks too."""
+
+
+def is_ranking_source(source: str) -> bool:
+    return source in RANKING_SOURCES or source.startswith("run:")
 LIST_ORDERS = ("shuffled", "first_stage")
 DEFAULT_LR = {"encoder": 2e-5, "reranker": 1e-4, "heads": 1e-4, "rank_prior": 2e-3}
 
@@ -26,7 +32,8 @@ class DatasetSpec:
     weight: float = 1.0
     negatives: list[str] = field(default_factory=lambda: ["judged", "run", "bm25"])
     """Where list negatives come from, in order of preference: score-0 qrels (``judged``), the shipped
-    ``runs/bm25.<split>.trec`` (``run``), BM25 over the corpus (``bm25``), the current encoder
+    ``runs/bm25.<split>.trec`` (``run``), another run file ``runs/<name>.<split>.trec`` (``run:<name>``, e.g.
+    ``run:splade``), BM25 over the corpus (``bm25``), the current encoder
     (``encoder``), reciprocal-rank fusion of those two (``hybrid``, as ``--first-stage hybrid``), random
     corpus passages (``random``)."""
     query_range: tuple[float, float] = (0.0, 1.0)
@@ -40,9 +47,9 @@ class DatasetSpec:
     def __post_init__(self) -> None:
         if self.list_order not in LIST_ORDERS:
             raise ValueError(f"{self.path}: list_order must be one of {LIST_ORDERS}, got {self.list_order!r}")
-        if self.list_order == "first_stage" and not set(self.negatives) & set(RANKING_SOURCES):
-            raise ValueError(f"{self.path}: list_order 'first_stage' needs a ranking source in negatives: {RANKING_SOURCES}")
-        bad = [n for n in self.negatives if n not in NEGATIVE_SOURCES]
+        if self.list_order == "first_stage" and not any(is_ranking_source(n) for n in self.negatives):
+            raise ValueError(f"{self.path}: list_order 'first_stage' needs a ranking source in negatives: {RANKING_SOURCES} or run:<name>")
+        bad = [n for n in self.negatives if n not in NEGATIVE_SOURCES and not (n.startswith("run:") and len(n) > 4)]
         if bad:
             raise ValueError(f"{self.path}: unknown negative sources {bad}; choose from {NEGATIVE_SOURCES}")
         if self.weight <= 0:

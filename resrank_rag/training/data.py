@@ -11,7 +11,7 @@ import numpy as np
 
 from resrank_rag.evaluation.beir import BeirDataset, load_beir
 from resrank_rag.evaluation.first_stage import reciprocal_rank_fusion
-from resrank_rag.training.config import RANKING_SOURCES, DatasetSpec
+from resrank_rag.training.config import DatasetSpec, is_ranking_source
 
 VectorFn = Callable[[list[str]], np.ndarray]
 """Texts -> (N, dim) L2-normalised passage vectors (used to mine negatives with the current encoder)."""
@@ -97,7 +97,7 @@ class ListBuilder:
         self.query_ids = select_queries(dataset, spec)
         self.ranked: dict[str, list[str]] = {}
         if spec.list_order == "first_stage":
-            source = next(n for n in spec.negatives if n in RANKING_SOURCES)
+            source = next(n for n in spec.negatives if is_ranking_source(n))
             for qid in self.query_ids:
                 top = self._ranking(qid, source)[:list_size]
                 if any(dataset.qrels[qid].get(d, 0) > 0 for d in top):
@@ -111,6 +111,8 @@ class ListBuilder:
         query = self.dataset.queries[query_id]
         if source == "run":
             found = [d for d, _ in (self.dataset.shipped_run or {}).get(query_id, [])]
+        elif source.startswith("run:"):
+            found = [d for d, _ in self.dataset.named_run(source[4:]).get(query_id, [])]
         elif source == "bm25":
             found = self.bm25.top(query, 2 * self.list_size)
         elif source == "encoder":
@@ -125,7 +127,7 @@ class ListBuilder:
         if source == "judged":
             found = [d for d, g in judged.items() if g <= 0]
             rng.shuffle(found)
-        elif source in RANKING_SOURCES:
+        elif is_ranking_source(source):
             found = self._ranking(query_id, source)
         else:
             found = rng.sample(list(self.dataset.corpus), min(2 * self.list_size, len(self.dataset.corpus)))

@@ -48,7 +48,8 @@ def rerank_runs(model, qids: list[str], queries: list[str], candidates: list[lis
                 vectors: list[np.ndarray], query_vectors: np.ndarray, batch_size: int = 8,
                 progress: bool = False) -> dict[str, dict]:
     """Runs over fixed candidate lists (in first-stage order) of the model (``model``), of the same model
-    without its LM branch (``nolm``: cosine plus its rank prior) and of encoder cosine (``dense``)."""
+    without its LM branch (``nolm``: cosine plus its rank prior and linear feature term) and of encoder
+    cosine (``dense``)."""
     import torch
     from tqdm.auto import tqdm
 
@@ -62,7 +63,8 @@ def rerank_runs(model, qids: list[str], queries: list[str], candidates: list[lis
         for q, docs, results in zip(qids[chunk], candidates[chunk], reranked):
             model_run[q] = [(docs[r.index], r.score) for r in results]
     with torch.no_grad():
-        nolm = model.scores_without_lm(torch.from_numpy(query_vectors), [torch.from_numpy(v) for v in vectors])
+        nolm = model.scores_without_lm(torch.from_numpy(query_vectors), [torch.from_numpy(v) for v in vectors],
+                                       queries=queries, texts=texts)
     return {
         "model": model_run,
         "nolm": {q: list(zip(docs, s.tolist())) for q, docs, s in zip(qids, candidates, nolm)},

@@ -58,7 +58,7 @@ class Trainer:
             if fixed:
                 raise ValueError(f"{fixed} cannot be overridden on a loaded model; set from_untrained: true or change the checkpoint")
             if model is None:
-                model = ResRank.from_pretrained(config.model, precision="fp32", merge_lora=False, warm_start=False)
+                model = ResRank.from_pretrained(config.model, precision="fp32", merge_lora=False, warm_start=False, lm=True)
             model.config = dataclasses.replace(model.config, **config.model_overrides)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)  # LoRA initialisation is reproducible
@@ -179,7 +179,8 @@ class Trainer:
             labels = [torch.tensor(item.labels, device=device) for item in lists]
             if stage.anchor == "nolm":
                 with torch.no_grad():
-                    anchor = self.model.scores_without_lm(queries.detach(), [p.detach() for p in passages])
+                    anchor = self.model.scores_without_lm(queries.detach(), [p.detach() for p in passages],
+                                                          queries=[item.query for item in lists], texts=[item.texts for item in lists])
             else:
                 anchor = [(p @ q).detach() for p, q in zip(passages, queries)]
             listwise = losses.LISTWISE[stage.listwise_loss]
