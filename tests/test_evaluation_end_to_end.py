@@ -237,3 +237,23 @@ def test_harness_reports_the_lm_off_baseline_with_a_paired_test(beir, tmp_path):
         assert test["mean_difference"] == pytest.approx(
             rows[f"shipped + {test['a']}"].metrics["nDCG@10"] - rows[f"shipped + {test['b']}"].metrics["nDCG@10"])
     assert "significance" in json.loads(json.dumps(__import__("dataclasses").asdict(report)))
+
+
+def test_cli_eval_reports_features_and_prior_and_says_which_path_runs(beir, tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("RESRANK_CACHE_DIR", str(tmp_path / "cache"))
+    config = json.loads((tiny_checkpoint / "resrank_config.json").read_text())
+    features = tiny_resrank(encoder=config["encoder"], reranker=config["reranker"], linear_features=["rank", "cosine", "lexical"],
+                            lm_branch=False)
+    features.save_pretrained(tmp_path / "features")
+    result = CliRunner().invoke(app, ["eval", "--data", str(beir), "--model", str(tmp_path / "features"), "--output", str(tmp_path / "out"),
+                                      "-r", "resrank", "-r", "resrank-nolm", "-r", "features", "-r", "prior"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "out" / "tiny-beir-test-shipped.json").read_text())
+    assert [r["method"] for r in saved["results"]][1:] == [f"shipped + {r}" for r in ("resrank", "resrank-nolm", "features", "prior")]
+    assert {(t["a"], t["b"]) for t in saved["significance"]} >= {("resrank", "features"), ("features", "prior")}
+    assert all(r["lm_tokens_per_query"] == 0 for r in saved["results"][1:])  # no LM ran
+    assert "runs no LM by default" in " ".join(result.output.split())
+    lm = CliRunner().invoke(app, ["eval", "--data", str(beir), "--model", str(tiny_checkpoint), "--output", str(tmp_path / "out2"),
+                                  "-r", "resrank", "-r", "prior"], env={"COLUMNS": "200"})
+    assert lm.exit_code == 0, lm.output
+    assert "runs its reranker LM by default" in " ".join(lm.output.split())

@@ -77,4 +77,15 @@ def eval_command(
             f"({test['wins']} better, {test['losses']} worse); paired t-test p = {test['p_ttest']:.4f}, "
             f"randomisation p = {test['p_randomisation']:.4f}"
         )
+    console.print(default_path_note(ranker), markup=False, highlight=False)
     console.print(f"Wrote {stem.with_suffix('.json')} and {stem.with_suffix('.png')}")
+
+
+def default_path_note(model) -> str:
+    """What ``resrank`` means for this checkpoint: the path its default rerank runs, and why."""
+    if model.runs_lm:
+        return (f"Note: {model.name} runs its reranker LM by default (resrank = LM on; resrank-nolm = the same checkpoint "
+                "without it; features = the no-LM feature scorer). The LM earns its forward pass only where resrank beats both.")
+    kind = "the no-LM feature scorer (cosine, rank prior, lexical features)" if model.linear_scorer is not None else "cosine plus its rank prior"
+    return (f"Note: {model.name} runs no LM by default: resrank is {kind}, so resrank, resrank-nolm "
+            "(and features, for this checkpoint) are one ranking. `resrank adapt` turns the LM on for a collection.")
