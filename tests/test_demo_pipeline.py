@@ -77,11 +77,28 @@ def test_page_says_what_the_checkpoint_adds_to_dense():
     untrained, note = describe_ranking(model)
     assert not untrained and "rank prior (0.032" in note and "adds nothing" in note
     model.config.extra["lm_branch"] = {"DL 2020": {"resrank": 0.6232, "resrank-nolm": 0.6232}}
-    assert "DL 2020 0.623 with the LM, 0.623 without" in describe_ranking(model)[1]
+    assert "DL 2020: resrank 0.623, resrank-nolm 0.623" in describe_ranking(model)[1]
     perturb_heads(model)
-    assert describe_ranking(model) == (False, "Measured nDCG@10: DL 2020 0.623 with the LM, 0.623 without.")
+    assert describe_ranking(model) == (
+        False, "The ResRank checkpoint runs its SmolLM2 branch (one position per passage, one forward). "
+        "Measured nDCG@10: DL 2020: resrank 0.623, resrank-nolm 0.623.")
     model.config.extra.pop("lm_branch")
-    assert describe_ranking(model) == (False, "")
+    assert describe_ranking(model)[1].endswith("one forward).")
+
+
+def test_page_says_when_the_checkpoint_runs_no_lm():
+    import torch
+
+    from demos.docqa.app import describe_ranking
+    from resrank_rag.testing import tiny_resrank
+
+    model = tiny_resrank(linear_features=["rank", "cosine", "lexical"], lm_branch=False)
+    assert describe_ranking(model)[0]  # zero weights, zero prior: dense cosine
+    with torch.no_grad():
+        model.linear_scorer.weight.fill_(0.01)
+        model.rank_prior_weight.fill_(0.03)
+    untrained, note = describe_ranking(model)
+    assert not untrained and "runs no LM by default" in note and "lexical-match" in note and "resrank adapt" in note
 
 
 def test_index_is_reused_when_the_corpus_is_unchanged(tiny, tmp_path, monkeypatch):

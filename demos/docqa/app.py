@@ -43,23 +43,37 @@ class DemoSettings:
 
 def describe_ranking(model) -> tuple[bool, str]:
     """(untrained?, what the checkpoint adds to dense cosine with its encoder, in words for the page)."""
-    heads_zero = all(not head.weight.detach().any() for head in (model.passage_head, model.query_head))
     prior = float(model.rank_prior_weight.detach()) if model.config.rank_prior else 0.0
-    if heads_zero and not prior:
+    if not model.runs_lm:
+        features = model.linear_scorer is not None and bool(model.linear_scorer.weight.detach().any())
+        if not features and not prior:
+            return True, "The ResRank checkpoint is untrained and runs no LM, so it ranks like dense cosine with its encoder."
+        kind = "learned lexical-match and score features, " if features else ""
+        return False, (f"The ResRank checkpoint runs no LM by default: it ranks by dense cosine, {kind}and its first-stage "
+                       f"rank prior ({prior:.3f} x -ln rank), in about a millisecond. Its SmolLM2 branch did not beat that "
+                       f"outside the collections it learned, so `resrank adapt` turns it on for your documents."
+                       f"{lm_branch_figures(model)}")
+    heads_zero = all(not head.weight.detach().any() for head in (model.passage_head, model.query_head))
+    if heads_zero and not prior and model.linear_scorer is None:
         return True, ("The ResRank checkpoint is untrained (zero residual heads), so it ranks like dense cosine "
                 "with its encoder; differences from the hybrid first stage show that reordering.")
     if heads_zero:
         return False, (f"The ResRank checkpoint's residual heads are zero: it ranks by dense cosine plus its learned "
                 f"first-stage rank prior ({prior:.3f} x -ln rank), so it keeps part of the hybrid order. "
                 f"The SmolLM2 pass adds nothing to its scores yet.{lm_branch_figures(model)}")
-    return False, lm_branch_figures(model).strip()
+    return False, ("The ResRank checkpoint runs its SmolLM2 branch (one position per passage, one forward)."
+                   + lm_branch_figures(model))
 
 
 def lm_branch_figures(model) -> str:
-    """' What the LM branch adds: ...' from the checkpoint's recorded resrank vs resrank-nolm figures, or ''."""
+    """' Measured nDCG@10: ...' from the checkpoint's recorded figures (``extra.lm_branch``: per set, the
+    default path and the systems it was compared with), or ''."""
     figures = model.config.extra.get("lm_branch") or {}
-    parts = [f"{name} {row['resrank']:.3f} with the LM, {row['resrank-nolm']:.3f} without"
-             for name, row in figures.items() if isinstance(row, dict) and {"resrank", "resrank-nolm"} <= set(row)]
+    parts = []
+    for name, row in figures.items():
+        if isinstance(row, dict) and row:
+            numbers = ", ".join(f"{system} {value:.3f}" for system, value in row.items() if isinstance(value, (int, float)))
+            parts.append(f"{name}: {numbers}")
     return f" Measured nDCG@10: {'; '.join(parts)}." if parts else ""
 
 
