@@ -174,3 +174,12 @@ def test_an_adapt_folder_loads_as_its_model(feature_model, tmp_path):
     (tmp_path / "kept" / "report.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="did not beat its base"):
         ResRank.from_pretrained(tmp_path / "kept")
+
+
+def test_an_lm_checkpoint_is_compared_with_the_packaged_feature_scorer(feature_model):
+    from resrank_rag.evaluation.rerankers import feature_scorer
+
+    assert feature_scorer(feature_model) is feature_model  # a no-LM feature checkpoint is its own
+    feature_model.config.lm_branch = True
+    with pytest.raises(ValueError, match="encoder differs"):  # the packaged one's vectors would not match the tiny encoder's
+        feature_scorer(feature_model)

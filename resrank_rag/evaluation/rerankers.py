@@ -4,8 +4,8 @@
 passage vectors (as from a vector store). ``resrank`` is the checkpoint as it runs by default, with the
 candidate texts (for lexical features); ``resrank-vectors`` the same with vectors only. ``resrank-nolm``
 is the same checkpoint with its reranker branch removed (cosine, rank prior and its linear feature term,
-no LM forward): the baseline its LM must beat. ``features`` is the no-LM feature scorer: the
-checkpoint's own linear term if it has one, else the packaged default's, whose encoder must match.
+no LM forward): the baseline its LM must beat. ``features`` is the no-LM feature scorer: a no-LM
+feature checkpoint's own; for a checkpoint that runs its LM, the packaged default's (same encoder).
 ``prior`` is cosine plus the checkpoint's rank prior alone. The two fulltext baselines feed passage
 texts, truncated to a token budget, to the same LM that ResRank uses.
 """
@@ -78,9 +78,9 @@ class NoLMReranker:
 
 
 def feature_scorer(model):
-    """The no-LM feature scorer to compare ``model`` with: its own linear term if it has one, else the
-    packaged default checkpoint's (loaded without its LM), which must share ``model``'s encoder."""
-    if model.linear_scorer is not None:
+    """The no-LM feature scorer to compare ``model`` with: a feature checkpoint that runs no LM is its own;
+    for one that runs its LM, the packaged default's (loaded without its LM), which must share its encoder."""
+    if not model.runs_lm and model.linear_scorer is not None:
         return model
     from resrank_rag.model import DEFAULT_MODEL, ResRank
 
