@@ -59,9 +59,8 @@ MEASURED_ON = "runs/cand-lora-400; TREC DL 2020 + SciFact test, BM25 top-100; 2-
 """One line naming the measurement behind ``MEASURED_NDCG_SHIFT`` (printed by ``resrank bench``)."""
 
 CPU_FASTEST_FIRST = ("int8", "bf16")
-"""CPU precisions in speed order. Measured on the 2-core CPU over a query plus 100 candidates: int8 66-111 ms,
-bf16 83-117 ms, fp32 140-178 ms (the fidelity run); SmolLM2-135M forward int8 77 ms, bf16 130 ms, fp32
-221 ms (issue 15). ``resrank bench`` times them side by side."""
+"""CPU precisions in the order ``native_precisions`` lists them (int8 was faster on the Zen 4 development
+CPU). Which is faster depends on the CPU, so where both are native ``auto_precision`` times them."""
 
 _INT8_CPU_FLAGS = {"avx512_vnni", "avx_vnni", "amx_int8"}
 _BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16"}
