@@ -257,3 +257,21 @@ def test_cli_eval_reports_features_and_prior_and_says_which_path_runs(beir, tiny
                                   "-r", "resrank", "-r", "prior"], env={"COLUMNS": "200"})
     assert lm.exit_code == 0, lm.output
     assert "runs its reranker LM by default" in " ".join(lm.output.split())
+
+
+def test_cli_bench_of_a_no_lm_checkpoint_times_stored_vectors_with_texts_against_the_15_ms_bar(beir, tiny_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("RESRANK_CACHE_DIR", str(tmp_path / "cache"))
+    config = json.loads((tiny_checkpoint / "resrank_config.json").read_text())
+    tiny_resrank(encoder=config["encoder"], reranker=config["reranker"], linear_features=["rank", "cosine", "lexical"],
+                 lm_branch=False).save_pretrained(tmp_path / "features")
+    result = CliRunner().invoke(app, ["bench", "--data", str(beir), "--model", str(tmp_path / "features"), "--k", "2", "--k", "4",
+                                      "--repeats", "2", "--fulltext-repeats", "0", "--index-passages", "8", "--no-memory",
+                                      "--output", str(tmp_path / "bench")])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    assert saved["precisions"] == ["fp32"] and saved["settings"]["runs_lm"] is False and saved["settings"]["auto"] == "no LM"
+    assert saved["runs"]["resrank (stored vectors + texts) [fp32]"] == [2, 2]
+    bar = saved["bars"][0]
+    assert bar["name"] == "no-LM rerank of 4 stored vectors + texts, query encoding included [fp32] (ms)"
+    assert bar["value"] == saved["median_ms"]["resrank (stored vectors + texts) [fp32]"][1] and bar["bar"] == 15.0
+    assert "bar <= 15 ms" in " ".join(result.output.split())

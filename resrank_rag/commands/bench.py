@@ -58,13 +58,14 @@ def bench_tables(report) -> list[Table]:
 
 
 def done_when_lines(report) -> list[str]:
-    """Issue 15's done-when figures, one line each: value, bar and whether this run met it."""
+    """The issues' done-when figures, one line each: value, bar and whether this run met it."""
     lines = []
     for bar in report.bars:
-        value = "-" if bar["value"] is None else f"{bar['value']:,.3f}x" if bar["value"] < 10 else f"{bar['value']:,.1f}x"
+        unit = " ms" if bar["name"].endswith("(ms)") else "x"
+        value = "-" if bar["value"] is None else f"{bar['value']:,.3f}{unit}" if bar["value"] < 10 else f"{bar['value']:,.1f}{unit}"
         sign = ">=" if bar["higher_is_better"] else "<="
         verdict = {True: "met", False: "NOT met", None: "not measured"}[bar["met"]]
-        lines.append(f"{bar['name']}: {value} ({bar['detail']}); bar {sign} {bar['bar']:g}x: {verdict}")
+        lines.append(f"{bar['name']}: {value} ({bar['detail']}); bar {sign} {bar['bar']:g}{unit}: {verdict}")
     return lines
 
 
@@ -113,7 +114,7 @@ def bench_command(
         report.memory_mb = bench.peak_memory(model, query, texts[:probe_k], vectors[:probe_k], passage_tokens, precisions)
     report.settings = {"data": str(data), "query": query, "passage_tokens": passage_tokens, "repeats": repeats, "fulltext_repeats": fulltext_repeats,
                        "fulltext_max_k": fulltext_max_k, "memory_k": memory_k or max(ks), "threads": torch.get_num_threads(),
-                       "native_precisions": native_precisions("cpu"),
+                       "native_precisions": native_precisions("cpu"), "runs_lm": ranker.runs_lm,
                        "auto": "no LM" if ranker.reranker is None else auto_precision(fp32) if fp32 is not None else "not measured (add --precision fp32)",
                        "measured_ndcg10_shift": MEASURED_NDCG_SHIFT, "measured_on": MEASURED_ON}
     report.bars = bench.done_when(report)
@@ -126,7 +127,7 @@ def bench_command(
     console.print(f"auto = {report.settings['auto']} here (native: {', '.join(report.settings['native_precisions']) or 'none'}; "
                   f"measured |nDCG@10 shift| {MEASURED_NDCG_SHIFT}, {MEASURED_ON}); torch threads: {report.settings['threads']}",
                   markup=False, highlight=False)
-    console.print("[bold]Issue 15 done-when, this run:[/]")
+    console.print("[bold]Done-when bars (issues 15 and 25), this run:[/]")
     for line in done_when_lines(report):
         console.print(f"  {line}", markup=False, highlight=False)
     console.print(f"Wrote {output / 'bench.json'} and {output / 'bench.png'}")
