@@ -182,12 +182,11 @@ def test_int8_linear_is_close_to_the_float_layer(shape, bias):
     ({"avx2", "fma"}, "fp32"),  # neither: fp32
     (set(), "fp32"),  # flags unreadable (macOS, Windows)
 ])
-def test_auto_resolves_on_the_measured_table_as_documented(flags, expected, monkeypatch, checkpoint, tmp_path):
+def test_auto_resolves_on_the_measured_table_as_documented(flags, expected, monkeypatch, checkpoint):
     """The shipped MEASURED_NDCG_SHIFT (not a patched one), with the CPU's flags mocked; where int8 and
     bf16 both run natively, the timing says int8 is faster (as on the Zen 4 development CPU)."""
     assert all(shift is None or shift <= precision_module.FIDELITY_BAR for shift in precision_module.MEASURED_NDCG_SHIFT.values())
     monkeypatch.setattr(precision_module, "cpu_flags", lambda: set(flags))
-    monkeypatch.setenv("RESRANK_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(precision_module, "time_precisions", lambda lm, candidates: {"int8": 60.0, "bf16": 90.0})
     assert resolve_precision("auto", "cpu") == expected
     assert ResRank.from_pretrained(checkpoint, warm_start=False).precision == expected  # the default is auto
@@ -207,10 +206,9 @@ def test_auto_is_resolved_once_at_load_and_recorded(monkeypatch, checkpoint):
     assert {p.dtype for p in model.encoder.parameters()} == {torch.float32}  # the encoder is fp32 at every precision
 
 
-def test_auto_times_the_candidates_once_per_machine_and_picks_the_fastest(monkeypatch, checkpoint, tmp_path):
+def test_auto_times_the_candidates_once_per_machine_and_picks_the_fastest(monkeypatch, checkpoint):
     """On a CPU with both VNNI and bf16 (an Intel Xeon with AMX, say) auto runs what this machine runs fastest."""
     monkeypatch.setattr(precision_module, "cpu_flags", lambda: {"avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"})
-    monkeypatch.setenv("RESRANK_CACHE_DIR", str(tmp_path))
     calls = []
 
     def timed(lm, candidates):
@@ -222,7 +220,7 @@ def test_auto_times_the_candidates_once_per_machine_and_picks_the_fastest(monkey
     assert ResRank.from_pretrained(checkpoint, warm_start=False).precision == "bf16"
     assert ResRank.from_pretrained(checkpoint, warm_start=False).precision == "bf16"
     assert calls == [["bf16", "int8"]]  # measured once, then read from the cache
-    saved = json.loads((tmp_path / precision_module.SPEED_FILE).read_text())
+    saved = json.loads(precision_module._speed_path().read_text())  # the test's own file (conftest.py)
     assert [entry["ms"] for entry in saved.values()] == [{"int8": 95.3, "bf16": 89.2}]
 
 
