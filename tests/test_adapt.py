@@ -32,7 +32,7 @@ LORA = StageConfig(name="joint", steps=2, train={"encoder": "frozen", "reranker"
 FAST = dict(depth=12, list_size=8, eval_every=4, save_every=4, patience=3, lists_per_step=2)
 
 
-def make_base(folder, prior: float, backbones):
+def make_base(folder, prior: float, backbones, **overrides):
     """A tiny checkpoint whose rank prior trusts (prior > 0) or distrusts (prior < 0) the first stage; its
     backbones are referenced, as the packaged model's are, so an adapted copy saves a LoRA adapter."""
     if not backbones.exists():
@@ -42,7 +42,7 @@ def make_base(folder, prior: float, backbones):
             module.save_pretrained(backbones / part)
             tokenizer.save_pretrained(backbones / part)
     model = tiny_resrank(encoder=str(backbones / "enc"), reranker=str(backbones / "rr"),
-                         encoder_weights="reference", reranker_weights="reference")
+                         encoder_weights="reference", reranker_weights="reference", **overrides)
     with torch.no_grad():
         model.rank_prior_weight.fill_(prior)
     model.save_pretrained(folder)
@@ -112,6 +112,18 @@ def test_adapt_fixes_a_bad_prior_writes_a_small_checkpoint_and_encodes_only_quer
     with pytest.raises(ValueError, match="other data"):
         adapt("docs", world["queries"], out=out, base=world["base"], path=world["path"], stages=[PRIOR, LORA],
               **{**FAST, "list_size": 6})
+
+
+def test_adapting_a_no_lm_base_turns_its_lm_on_and_the_out_folder_loads(world, tmp_path):
+    base = make_base(tmp_path / "features", -0.5, world["backbones"], linear_features=["rank", "cosine", "lexical"],
+                     lm_branch=False)
+    assert ResRank.from_pretrained(base, precision="fp32").reranker is None  # the base runs no LM
+    out = tmp_path / "out"
+    result = adapt("docs", world["queries"], out=out, base=base, path=world["path"], stages=[PRIOR, LORA], **FAST)
+    assert result.adapted and f"--model {out}" in result.message
+    adapted = ResRank.from_pretrained(out, precision="fp32", warm_start=False)  # the folder the user named
+    assert adapted.runs_lm and adapted.config.lm_branch and adapted.linear_scorer is not None
+    assert json.loads((out / "model" / "resrank_config.json").read_text())["lm_branch"] is True
 
 
 def test_safety_keeps_the_base_when_adapting_does_not_help(world, tmp_path):

@@ -198,7 +198,8 @@ def _train_and_publish(model, base, out: Path, data, train_lists, held: HeldOut,
     if better:
         _publish(run / "best", target, {"rows": rows, "tests": tests, "best_step": best["step"]})
         message = (f"The adapted model beats the base on the held-out part (nDCG@10 {rows[2]['nDCG@10']:.4f} vs "
-                   f"{rows[1]['nDCG@10']:.4f}); written to {target}. Use it with --model {target}.")
+                   f"{rows[1]['nDCG@10']:.4f}); written to {target}. Use it with --model {out} (or {target}); "
+                   "its SmolLM2 branch runs.")
     else:
         message = (f"The adapted model is not better than the base on the held-out part (nDCG@10 "
                    f"{rows[2]['nDCG@10']:.4f} vs {rows[1]['nDCG@10']:.4f}): keeping the base {base!r}"
