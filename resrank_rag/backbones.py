@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock
+from torch import nn
 
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 SMOLLM2_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -101,12 +102,23 @@ def resolve(name_or_path: str) -> str:
     return str(_dequantised_smollm2(folder))
 
 
-def load_encoder(name_or_path: str):
-    """(model, tokenizer) of an encoder LM, without its head."""
-    from transformers import AutoModel, AutoTokenizer
+def load_encoder(name_or_path: str, pooling: str = "mean", max_tokens: int = 256, query_prefix: str = "",
+                 passage_prefix: str = ""):
+    """The encoder as a ``SentenceTransformer`` (resrank_rag/encoder.py says how pooling and prefixes apply)."""
+    from resrank_rag.encoder import load_sentence_transformer
 
-    path = resolve(name_or_path)
-    return AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    return load_sentence_transformer(resolve(name_or_path), pooling, max_tokens, query_prefix, passage_prefix)
+
+
+def keep_layers(module: nn.Module, count: int | None) -> None:
+    """Cut a decoder stack (``module.layers``) to its first ``count`` layers, in place; None keeps all."""
+    layers = getattr(module, "layers", None)
+    if count is None or layers is None or len(layers) <= count:
+        return
+    module.layers = nn.ModuleList(list(layers)[:count])
+    module.config.num_hidden_layers = count
+    if getattr(module.config, "layer_types", None):
+        module.config.layer_types = module.config.layer_types[:count]
 
 
 def load_reranker(name_or_path: str, causal_lm: bool = False):

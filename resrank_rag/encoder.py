@@ -1,33 +1,88 @@
-"""TextEncoder: an encoder LM that turns each text into one L2-normalised vector."""
+"""The encoder is a sentence-transformers ``SentenceTransformer``. This module holds only what ResRank adds
+to it: loading with the checkpoint's pooling and prefixes (as ST prompts), texts cleaned before its tokenizer
+sees them, a differentiable forward for joint training, the fingerprint that keys stored vectors, and the
+Hugging Face backbone that LoRA wraps."""
 
 from __future__ import annotations
 
-import threading
+import hashlib
+import json
 import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from resrank_rag.peft_adapters import is_peft
 
-def pool(hidden: torch.Tensor, mask: torch.Tensor, method: str) -> torch.Tensor:
-    """Pool token states (B, T, H) into (B, H): masked mean, last real token, or first token."""
-    if method == "mean":
-        weights = mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-    if method == "last":
-        last = mask.sum(1) - 1  # inputs are right-padded: index of the last real token
-        return hidden[torch.arange(hidden.size(0), device=hidden.device), last]
-    if method == "cls":
-        return hidden[:, 0]
-    raise ValueError(f"unknown pooling {method!r}")
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
+    from resrank_rag.config import ResRankConfig
+
+QUERY = "query"
+DOCUMENT = "document"
+"""The ST prompt names (and tasks) of queries and passages: ``encode_query`` and ``encode_document`` use them."""
+POOLING_MODES = {"mean": "mean", "last": "lasttoken", "cls": "cls"}
+"""``ResRankConfig.pooling`` -> the pooling mode of ST's ``Pooling`` module."""
 
 CHARS_PER_TOKEN_LIMIT = 32
 """Texts longer than max_tokens * this many characters are cut before tokenising, so a huge passage
 costs neither time nor memory; the cut keeps far more text than the token window can hold in practice."""
+
+
+def load_sentence_transformer(
+    path: str, pooling: str, max_tokens: int, query_prefix: str = "", passage_prefix: str = ""
+) -> SentenceTransformer:
+    """``path`` (a folder or hub id, already resolved) as a SentenceTransformer on the CPU: a
+    sentence-transformers model with its own modules (whose pooling must be ``pooling``), or a plain
+    Hugging Face model with ``pooling`` and L2 normalisation; the prefixes become its query and document prompts."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    from sentence_transformers.util import is_sentence_transformer_model
+
+    if is_sentence_transformer_model(path):
+        encoder = SentenceTransformer(path, device="cpu")
+        _check_pooling(encoder, pooling, path)
+        _warn_about_unused_prompts(encoder, query_prefix, passage_prefix, path)
+    else:
+        transformer = Transformer(path)
+        pool = Pooling(transformer.get_embedding_dimension(), POOLING_MODES[pooling])
+        encoder = SentenceTransformer(modules=[transformer, pool, Normalize()], device="cpu")
+    if not isinstance(encoder[len(encoder) - 1], Normalize):  # ResRank scores by cosine: unit vectors
+        encoder.append(Normalize())
+    encoder.max_seq_length = max_tokens
+    encoder.prompts = {QUERY: query_prefix, DOCUMENT: passage_prefix}
+    encoder.default_prompt_name = None
+    tokenizer = encoder.tokenizer
+    if tokenizer.pad_token is None:  # decoder embedders often have none; batches need one
+        tokenizer.pad_token = tokenizer.eos_token
+    return encoder
+
+
+def _check_pooling(encoder: SentenceTransformer, pooling: str, path: str) -> None:
+    modes = [module.pooling_mode for module in encoder if hasattr(module, "pooling_mode")]
+    if modes and modes[0] != POOLING_MODES[pooling]:
+        by_mode = {mode: name for name, mode in POOLING_MODES.items()}
+        fix = f"set pooling={by_mode[modes[0]]!r}" if modes[0] in by_mode else "use another encoder"
+        raise ValueError(
+            f"the encoder {path} pools by {modes[0]!r} (its Pooling module), but the ResRank config says "
+            f"pooling={pooling!r}; {fix} in the config"
+        )
+
+
+def _warn_about_unused_prompts(encoder: SentenceTransformer, query_prefix: str, passage_prefix: str, path: str) -> None:
+    own = {name: prompt for name, prompt in encoder.prompts.items() if prompt}
+    ours = {QUERY: query_prefix, DOCUMENT: passage_prefix}
+    ignored = {name: prompt for name, prompt in own.items() if name in ours and ours[name] != prompt}
+    if ignored:
+        warnings.warn(
+            f"the encoder {path} comes with the prompts {ignored}, which the ResRank config's query_prefix and "
+            "passage_prefix replace; copy them into the config to use them",
+            stacklevel=4,
+        )
 
 
 def clean_texts(texts: Sequence[str], max_tokens: int) -> list[str]:
@@ -52,58 +107,48 @@ def _encodable(text: str) -> str:
         return text.encode("utf-8", errors="replace").decode("utf-8")
 
 
-class TextEncoder(nn.Module):
-    """Wraps a Hugging Face encoder (any ``AutoModel``) with its tokenizer and pooling."""
+def encode(
+    encoder: SentenceTransformer, texts: Sequence[str], task: str, batch_size: int = 32,
+    show_progress_bar: bool | None = None,
+) -> np.ndarray:
+    """(N, dim) float32 vectors of ``texts`` as queries or passages (``task``), through ``encode_query`` or
+    ``encode_document``; a progress bar by default only beyond four batches."""
+    texts = clean_texts(texts, encoder.max_seq_length)
+    if not texts:
+        return np.zeros((0, encoder.get_embedding_dimension()), dtype=np.float32)
+    if show_progress_bar is None:
+        show_progress_bar = len(texts) > 4 * batch_size
+    method = encoder.encode_query if task == QUERY else encoder.encode_document
+    return method(texts, batch_size=batch_size, show_progress_bar=show_progress_bar).astype(np.float32, copy=False)
 
-    def __init__(self, model: nn.Module, tokenizer, pooling: str = "mean", max_tokens: int = 256):
-        super().__init__()
-        self.model = model
-        self.tokenizer = tokenizer
-        self.pooling = pooling
-        self.max_tokens = max_tokens
-        self.tokenizer.padding_side = "right"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self._tokenizer_lock = threading.Lock()
 
-    @property
-    def dim(self) -> int:
-        return int(self.model.config.hidden_size)
+def embed_with_grad(encoder: SentenceTransformer, texts: Sequence[str], task: str) -> torch.Tensor:
+    """Differentiable (B, dim) vectors of ``texts`` as queries or passages (``task``): what ``encode``
+    computes, with the autograd graph kept for training (ST's ``encode`` runs under inference mode)."""
+    from sentence_transformers.util import batch_to_device
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+    features = encoder.preprocess(clean_texts(texts, encoder.max_seq_length), prompt=encoder.prompts[task], task=task)
+    return encoder(batch_to_device(features, encoder.device), task=task)["sentence_embedding"]
 
-    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        texts = clean_texts(texts, self.max_tokens)
-        with self._tokenizer_lock:  # fast tokenizers are not safe to call from several threads
-            batch = self.tokenizer(
-                list(texts), padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
-            )
-        return {key: value.to(self.device) for key, value in batch.items()}
 
-    def forward(self, texts: Sequence[str]) -> torch.Tensor:
-        """Differentiable (B, dim) L2-normalised vectors."""
-        batch = self.tokenize(texts)
-        hidden = self.model(**batch).last_hidden_state
-        return nn.functional.normalize(pool(hidden, batch["attention_mask"], self.pooling), dim=-1)
+def fingerprint(encoder: SentenceTransformer, config: ResRankConfig) -> str:
+    """Stable id of what the encoder computes (16 hex digits), keying embedding caches and vector stores: the
+    configured name, pooling, window and prefixes, plus the backbone's weights when they are not the named ones'."""
+    c = config
+    digest = hashlib.sha256(json.dumps([c.encoder, c.pooling, c.max_passage_tokens, c.query_prefix, c.passage_prefix]).encode())
+    weights = backbone(encoder)
+    if c.encoder_weights == "full" or is_peft(weights):
+        for key, value in sorted(weights.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(value.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
-    @torch.inference_mode()
-    def encode(
-        self, texts: Sequence[str], batch_size: int = 32, show_progress_bar: bool | None = None
-    ) -> np.ndarray:
-        """(N, dim) float32 vectors; batches by length like sentence-transformers."""
-        texts = list(texts)
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        order = np.argsort([-len(text) for text in texts], kind="stable")
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        if show_progress_bar is None:
-            show_progress_bar = len(texts) > 4 * batch_size
-        for start in tqdm(
-            range(0, len(texts), batch_size), desc="Encoding", unit="batch", disable=not show_progress_bar
-        ):
-            idx = order[start : start + batch_size]
-            vectors = self.forward([texts[i] for i in idx])
-            out[idx] = vectors.float().cpu().numpy()
-        return out
+
+def backbone(encoder: SentenceTransformer) -> nn.Module:
+    """The Hugging Face model inside the encoder's first (Transformer) module, or its peft wrapper."""
+    return encoder[0].model
+
+
+def set_backbone(encoder: SentenceTransformer, module: nn.Module) -> None:
+    """Put ``module`` (e.g. the backbone with LoRA adapters, or merged) in place of the encoder's backbone."""
+    encoder[0].model = module

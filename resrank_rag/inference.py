@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from resrank_rag.encoder import backbone, set_backbone
+from resrank_rag.peft_adapters import is_peft
 from resrank_rag.precision import apply_precision, auto_precision, resolve_precision
 
 WARM_UP_QUERY = "warm-up query"
@@ -30,14 +32,12 @@ def merge_adapters(model) -> list[str]:
     so ``save_pretrained`` writes it out instead of silently dropping the adapter. Train from an
     unmerged model (``from_pretrained(..., merge_lora=False)``).
     """
-    from resrank_rag.model import _is_peft
-
     merged = []
-    if _is_peft(model.encoder.model):
+    if is_peft(backbone(model.encoder)):
         model.encoder_fingerprint  # noqa: B018 - computed over the adapter weights, then kept
-        model.encoder.model = model.encoder.model.merge_and_unload()
+        set_backbone(model.encoder, backbone(model.encoder).merge_and_unload())
         merged.append("encoder")
-    if _is_peft(model.reranker):
+    if is_peft(model.reranker):
         model.reranker = model.reranker.merge_and_unload()
         merged.append("reranker")
     if merged:

@@ -1,41 +1,33 @@
-"""ResRank: one encoder vector per passage, one reranker position per passage, one forward pass."""
+"""ResRank: one encoder vector per passage, one reranker position per passage, one forward pass.
+
+The network and its scoring; loading and saving are resrank_rag/loading.py, input checks resrank_rag/inputs.py."""
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
-import shutil
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from resrank_rag import backbones
-from resrank_rag.config import CONFIG_FILE, ResRankConfig
-from resrank_rag.encoder import TextEncoder, clean_texts
+from resrank_rag import loading
+from resrank_rag.backbones import keep_layers
+from resrank_rag.config import ResRankConfig
+from resrank_rag.encoder import DOCUMENT, QUERY, clean_texts, embed_with_grad, encode, fingerprint
 from resrank_rag.features import candidate_features, feature_width
-from resrank_rag.inference import prepare_for_inference
-from resrank_rag.precision import check_precision
+from resrank_rag.inputs import check_query, check_query_vectors, check_texts, check_top_n, split_candidate_lists
+from resrank_rag.loading import DEFAULT_MODEL
+from resrank_rag.peft_adapters import is_peft
 from resrank_rag.prompt_cache import PromptPrefixCache
-from resrank_rag.results import RerankResult
+from resrank_rag.results import RerankResult, ranked
 
-HEADS_FILE = "heads.safetensors"
-DEFAULT_MODEL = "resrank-minilm-smollm2"
-KNOWN_MODELS = {DEFAULT_MODEL: ResRankConfig(name=DEFAULT_MODEL)}
-PACKAGED_CHECKPOINTS = Path(__file__).parent / "checkpoints"
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
-
-def _is_peft(module: nn.Module) -> bool:
-    try:
-        from peft import PeftModel
-    except ImportError:
-        return False
-    return isinstance(module, PeftModel)
+__all__ = ["DEFAULT_MODEL", "ResRank"]
 
 
 def _build_projector(kind: str, d_in: int, d_out: int) -> nn.Module:
@@ -63,9 +55,10 @@ class ResRank(nn.Module):
     precision = "fp32"
     """What the reranker LM runs at (``from_pretrained`` sets it; reduced precisions are inference-only)."""
 
-    def __init__(self, config: ResRankConfig, encoder: TextEncoder, reranker: nn.Module | None, reranker_tokenizer=None):
+    def __init__(self, config: ResRankConfig, encoder: SentenceTransformer, reranker: nn.Module | None, reranker_tokenizer=None):
         """``reranker`` None builds the no-LM model: no LM backbone, no LM-branch heads (a checkpoint's
-        LM-branch tensors are kept aside and saved again unchanged)."""
+        LM-branch tensors are kept aside and saved again unchanged). ``encoder`` is a SentenceTransformer
+        carrying the config's pooling and prefixes (resrank_rag/encoder.py)."""
         super().__init__()
         self.config = config
         self.encoder = encoder
@@ -79,12 +72,13 @@ class ResRank(nn.Module):
         self._lm_heads_at_rest: dict[str, torch.Tensor] = {}
         self._lm_folder_at_rest: Path | None = None
         self._fingerprint: str | None = None
+        self._encoder_lock = threading.Lock()  # fast tokenizers are not safe to call from several threads
         if reranker is not None:
-            self._build_lm_branch(config, encoder.dim, reranker, reranker_tokenizer)
+            self._build_lm_branch(config, self.embedding_dim, reranker, reranker_tokenizer)
         self.eval()
 
     def _build_lm_branch(self, config: ResRankConfig, d_enc: int, reranker: nn.Module, reranker_tokenizer) -> None:
-        if not _is_peft(reranker):
+        if not is_peft(reranker):
             keep_layers(reranker, config.reranker_layers)
         d_rr = int(reranker.config.hidden_size)
         with torch.random.fork_rng(devices=[]):
@@ -124,14 +118,11 @@ class ResRank(nn.Module):
         """Whether ``rerank`` runs the reranker LM (its backbone is loaded and ``config.lm_branch`` is on)."""
         return self.reranker is not None and self.config.lm_branch
 
-    # ---------------------------------------------------------------- loading and saving
+    # ---------------------------------------------------------------- loading and saving (resrank_rag/loading.py)
     @classmethod
     def from_config(cls, config: ResRankConfig) -> ResRank:
         """A model with the configured backbones and freshly initialised (zero-residual) heads."""
-        enc_model, enc_tok = backbones.load_encoder(config.encoder)
-        rr_model, rr_tok = backbones.load_reranker(config.reranker)
-        encoder = TextEncoder(enc_model, enc_tok, config.pooling, config.max_passage_tokens)
-        return cls(config, encoder, rr_model, rr_tok)
+        return loading.from_config(cls, config)
 
     @classmethod
     def from_pretrained(
@@ -153,16 +144,8 @@ class ResRank(nn.Module):
         or the no-LM path without loading the LM backbone at all (False); None: what the checkpoint says
         (``config.lm_branch``). To train, load with ``precision="fp32", merge_lora=False, lm=True``.
         """
-        check_precision(precision)  # fail before the slow loading
-        if lm is not None and not isinstance(lm, bool):
-            raise TypeError(f"lm must be True, False or None, got {lm!r}")
-        folder = cls._locate(str(name_or_path))
-        if folder is None:
-            model = cls.from_config(KNOWN_MODELS[str(name_or_path)])
-        else:
-            model = cls._load_folder(folder, lm)
-        model = model.to(device) if device else model
-        return prepare_for_inference(model, precision, merge_lora, warm_start)
+        return loading.from_pretrained(cls, name_or_path, device, precision=precision, merge_lora=merge_lora,
+                                       warm_start=warm_start, lm=lm)
 
     @classmethod
     def untrained(cls, name_or_path: str | Path = DEFAULT_MODEL) -> ResRank:
@@ -172,78 +155,7 @@ class ResRank(nn.Module):
     @classmethod
     def untrained_config(cls, name_or_path: str | Path = DEFAULT_MODEL) -> ResRankConfig:
         """The configuration ``untrained`` builds from: a packaged name's defaults, or a folder's config."""
-        name = str(name_or_path)
-        folder = None if name in KNOWN_MODELS else cls._locate(name)
-        return KNOWN_MODELS[name] if folder is None else ResRankConfig.load(folder)
-
-    @staticmethod
-    def _locate(name: str) -> Path | None:
-        path = Path(name).expanduser()
-        if path.is_dir():
-            if (path / CONFIG_FILE).exists():
-                return path
-            if (path / "model" / CONFIG_FILE).exists():  # a `resrank adapt --out` folder: its adapted model
-                return path / "model"
-            if (path / "report.json").exists() and (path / "run").is_dir():
-                raise FileNotFoundError(
-                    f"{path} is a `resrank adapt` folder whose adapted model did not beat its base on the held-out "
-                    f"queries, so it holds no model; keep using the base (see {path / 'report.json'})"
-                )
-            raise FileNotFoundError(f"{path} has no {CONFIG_FILE}: it is not a ResRank checkpoint folder")
-        if name in KNOWN_MODELS:
-            packaged = PACKAGED_CHECKPOINTS / name
-            if not (packaged / CONFIG_FILE).exists():
-                raise FileNotFoundError(
-                    f"the packaged checkpoint {name!r} is missing its {CONFIG_FILE} in {packaged}: the resrank-rag "
-                    "install is incomplete; reinstall it (pip install --force-reinstall resrank-rag), or use "
-                    f"ResRank.untrained({name!r}) for fresh, untrained heads"
-                )
-            return packaged
-        if path.exists() or name.startswith((".", "/", "~")):
-            raise FileNotFoundError(f"ResRank checkpoint folder {name!r} does not exist")
-        try:
-            from huggingface_hub import snapshot_download
-
-            return Path(snapshot_download(name))
-        except Exception as error:  # the hub library raises many kinds; all mean "not available"
-            raise FileNotFoundError(
-                f"Unknown ResRank model {name!r}: not a folder, not a packaged name "
-                f"({', '.join(KNOWN_MODELS)}), and the Hugging Face Hub could not provide it ({error})"
-            ) from None
-
-    @classmethod
-    def _load_folder(cls, folder: Path, lm: bool | None = None) -> ResRank:
-        config = ResRankConfig.load(folder)
-        if lm is not None:
-            config = dataclasses.replace(config, lm_branch=lm)
-        enc_model, enc_tok = _load_part(folder / "encoder", config.encoder, config.encoder_weights, backbones.load_encoder)
-        rr_model, rr_tok = None, None
-        if config.lm_branch:
-            rr_model, rr_tok = _load_part(folder / "reranker", config.reranker, config.reranker_weights,
-                                          backbones.load_reranker, config.reranker_layers)
-        model = cls(config, TextEncoder(enc_model, enc_tok, config.pooling, config.max_passage_tokens), rr_model, rr_tok)
-        heads_path = folder / HEADS_FILE
-        if not heads_path.exists():
-            raise FileNotFoundError(f"{heads_path} is missing: the checkpoint is incomplete")
-        try:
-            heads = load_file(str(heads_path))
-        except Exception as error:
-            raise ValueError(f"{heads_path} is corrupt ({error}); re-save the checkpoint") from None
-        expected = model.heads_state_dict()
-        if not set(expected) <= set(heads) or (model.reranker is not None and set(heads) != set(expected)):
-            raise ValueError(f"{heads_path} holds {sorted(heads)}, expected {sorted(expected)}")
-        if model.reranker is None:  # the LM branch's heads wait unused, to be saved again as they are
-            model._lm_heads_at_rest = {k: v for k, v in heads.items() if k not in expected}
-            model._lm_folder_at_rest = folder / "reranker" if (folder / "reranker").is_dir() else None
-        for key, tensor in heads.items():
-            if key in expected and tensor.shape != expected[key].shape:
-                raise ValueError(
-                    f"{heads_path}: {key} has shape {tuple(tensor.shape)} but the backbones "
-                    f"({config.encoder}, {config.reranker}) need {tuple(expected[key].shape)}; "
-                    "the checkpoint was made for other backbones"
-                )
-        model.load_state_dict(heads, strict=False)
-        return model.eval()
+        return loading.untrained_config(name_or_path)
 
     def heads_state_dict(self) -> dict[str, torch.Tensor]:
         """Parameters that belong to ResRank itself (rank prior, linear scorer, projector, marker, residual
@@ -252,32 +164,14 @@ class ResRank(nn.Module):
         return {**self._lm_heads_at_rest, **own}
 
     def save_pretrained(self, folder: str | Path) -> None:
-        """Write config, heads and, per backbone, nothing (reference), a LoRA adapter, or full weights with
-        their tokenizer (an adapter's tokenizer is the base backbone's, which loading takes from its name)."""
-        if self.precision != "fp32":
-            raise ValueError(f"this model runs at precision={self.precision!r}; load it with precision='fp32' to save it")
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.config.save(folder)
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.heads_state_dict().items()}, str(folder / HEADS_FILE))
-        for sub, module, tokenizer, weights in (
-            ("encoder", self.encoder.model, self.encoder.tokenizer, self.config.encoder_weights),
-            ("reranker", self.reranker, self.reranker_tokenizer, self.config.reranker_weights),
-        ):
-            if module is None:  # loaded without its LM: its saved LM weights or adapter go along unchanged
-                source = self._lm_folder_at_rest
-                if source is not None and source.resolve() != (folder / sub).resolve():
-                    shutil.copytree(source, folder / sub, dirs_exist_ok=True)
-                continue
-            if _is_peft(module) or weights == "full":
-                module.save_pretrained(folder / sub)
-            if weights == "full":
-                tokenizer.save_pretrained(folder / sub)
+        """Write config, heads and, per backbone, nothing (reference), a LoRA adapter, or full weights (the
+        encoder as a SentenceTransformer folder; an adapter's base loads from the backbone's name)."""
+        loading.save(self, folder)
 
     # ---------------------------------------------------------------- encoding
     @property
     def embedding_dim(self) -> int:
-        return self.encoder.dim
+        return int(self.encoder.get_embedding_dimension())
 
     @property
     def name(self) -> str:
@@ -287,15 +181,7 @@ class ResRank(nn.Module):
     def encoder_fingerprint(self) -> str:
         """Stable id of what the encoder computes; keys embedding caches and vector stores."""
         if self._fingerprint is None:
-            c = self.config
-            digest = hashlib.sha256(
-                json.dumps([c.encoder, c.pooling, c.max_passage_tokens, c.query_prefix, c.passage_prefix]).encode()
-            )
-            if c.encoder_weights == "full" or _is_peft(self.encoder.model):
-                for key, value in sorted(self.encoder.model.state_dict().items()):
-                    digest.update(key.encode())
-                    digest.update(value.detach().float().cpu().numpy().tobytes())
-            self._fingerprint = digest.hexdigest()[:16]
+            self._fingerprint = fingerprint(self.encoder, self.config)
         return self._fingerprint
 
     def refresh_encoder_fingerprint(self) -> None:
@@ -304,17 +190,18 @@ class ResRank(nn.Module):
 
     def encode(self, texts: Sequence[str], batch_size: int = 32, show_progress_bar: bool | None = None) -> np.ndarray:
         """(N, dim) float32 L2-normalised passage vectors, the same ones a vector store should hold."""
-        texts = _check_texts(texts, "texts")
-        prefix = self.config.passage_prefix
-        return self.encoder.encode([prefix + t for t in texts], batch_size, show_progress_bar)
+        texts = check_texts(texts, "texts")
+        with self._encoder_lock:
+            return encode(self.encoder, texts, DOCUMENT, batch_size, show_progress_bar)
 
     def encode_queries(self, texts: Sequence[str], batch_size: int = 32, show_progress_bar: bool | None = None) -> np.ndarray:
-        texts = _check_texts(texts, "queries")
-        prefix = self.config.query_prefix
-        return self.encoder.encode([prefix + t for t in texts], batch_size, show_progress_bar)
+        """(N, dim) float32 L2-normalised query vectors (the config's ``query_prefix`` is the encoder's query prompt)."""
+        texts = check_texts(texts, "queries")
+        with self._encoder_lock:
+            return encode(self.encoder, texts, QUERY, batch_size, show_progress_bar)
 
     def encode_query(self, text: str) -> np.ndarray:
-        return self.encode_queries([_check_query(text)])[0]
+        return self.encode_queries([check_query(text)])[0]
 
     # ---------------------------------------------------------------- scoring
     def max_candidates(self, query: str = "") -> int:
@@ -410,7 +297,7 @@ class ResRank(nn.Module):
         if len(queries) != len(passage_vectors) or (texts is not None and len(texts) != len(queries)):
             raise ValueError("queries, passage_vectors (and texts) must have the same length")
         if query_vectors is None:
-            query_vectors = self.encoder([self.config.query_prefix + q for q in queries])
+            query_vectors = embed_with_grad(self.encoder, queries, QUERY)
         if self.reranker is None:
             raise RuntimeError("this model was loaded without its reranker LM; load it with lm=True to run the LM branch")
         device = self.marker.device
@@ -513,27 +400,16 @@ class ResRank(nn.Module):
     ) -> list[list[RerankResult]]:
         """``rerank`` for several queries, batched with padding ``batch_size`` lists per forward."""
         ordered = self._ordered(ordered)
-        if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1):
-            raise ValueError(f"top_n must be a positive integer or None, got {top_n!r}")
-        queries = [_check_query(q) for q in queries]
-        if len(candidates) != len(queries) or (vectors is not None and len(vectors) != len(queries)):
-            raise ValueError("give one candidate list (and one vectors entry) per query")
-        lists = [
-            _split_candidates(c, None if vectors is None else vectors[i], self.embedding_dim)
-            for i, c in enumerate(candidates)
-        ]
+        top_n = check_top_n(top_n)
+        queries = [check_query(q) for q in queries]
+        lists = split_candidate_lists(len(queries), candidates, vectors, self.embedding_dim)
+        query_vectors = check_query_vectors(query_vectors, len(queries), self.embedding_dim)
         missing = [t for texts, vecs in lists if vecs is None for t in texts]
         encoded, offset = self.encode(missing), 0  # one encoder call for every list given as texts only
         for i, (texts, vecs) in enumerate(lists):
             if vecs is None:
                 lists[i] = (texts, encoded[offset : offset + len(texts)])
                 offset += len(texts)
-        if query_vectors is not None:
-            query_vectors = _check_vectors(query_vectors, self.embedding_dim, "query_vectors")
-            if len(query_vectors) != len(queries):
-                raise ValueError(
-                    f"got {len(query_vectors)} query_vectors for {len(queries)} queries; give one vector per query"
-                )
         results: list[list[RerankResult]] = [[] for _ in queries]
         todo = [i for i, (_, vecs) in enumerate(lists) if len(vecs)]
         if not todo:  # nothing to rank: skip encoding the queries
@@ -550,38 +426,8 @@ class ResRank(nn.Module):
                     scores = self.scores_without_lm(torch.from_numpy(q_vecs[chunk]), lists_vectors,
                                                     queries=[queries[i] for i in chunk], **kwargs)
                 for i, score in zip(chunk, scores):
-                    results[i] = _ranked(score.float().cpu().numpy(), lists[i][0], top_n)
+                    results[i] = ranked(score.float().cpu().numpy(), lists[i][0], top_n)
         return results
-
-
-def keep_layers(module: nn.Module, count: int | None) -> None:
-    """Cut a decoder stack (``module.layers``) to its first ``count`` layers, in place; None keeps all."""
-    layers = getattr(module, "layers", None)
-    if count is None or layers is None or len(layers) <= count:
-        return
-    module.layers = nn.ModuleList(list(layers)[:count])
-    module.config.num_hidden_layers = count
-    if getattr(module.config, "layer_types", None):
-        module.config.layer_types = module.config.layer_types[:count]
-
-
-def _load_part(sub: Path, name: str, weights: str, loader, layers: int | None = None):
-    if weights == "full":
-        if not (sub / "config.json").exists():
-            raise FileNotFoundError(f"{sub} is missing: the checkpoint says its weights are saved there")
-        model, tokenizer = loader(str(sub))
-        keep_layers(model, layers)
-        return model, tokenizer
-    model, tokenizer = loader(name)
-    keep_layers(model, layers)
-    if (sub / "adapter_config.json").exists():
-        try:
-            from peft import PeftModel
-        except ImportError:
-            raise ImportError(f"{sub} is a LoRA adapter, which needs peft: pip install 'resrank-rag[train]'") from None
-
-        model = PeftModel.from_pretrained(model, sub)
-    return model, tokenizer
 
 
 def _rank_column(kinds: Sequence[str]) -> int:
@@ -590,65 +436,3 @@ def _rank_column(kinds: Sequence[str]) -> int:
 
 def _layer_norm(hidden: torch.Tensor) -> torch.Tensor:
     return nn.functional.layer_norm(hidden, hidden.shape[-1:])
-
-
-def _check_query(query) -> str:
-    if not isinstance(query, str):
-        raise TypeError(f"query must be a string, got {type(query).__name__}")
-    if not query.strip():
-        raise ValueError("query is empty or whitespace; pass the user's question text")
-    return query
-
-
-def _check_texts(texts, what: str) -> list[str]:
-    if isinstance(texts, str):
-        raise TypeError(f"{what} must be a list of strings, not one string; wrap it in a list")
-    texts = list(texts)
-    for i, text in enumerate(texts):
-        if isinstance(text, bytes):
-            raise TypeError(f"{what}[{i}] is bytes; decode it first, e.g. data.decode('utf-8', errors='replace')")
-        if not isinstance(text, str):
-            raise TypeError(f"{what}[{i}] is {type(text).__name__}; every item must be a string")
-    return texts
-
-
-def _check_vectors(vectors, dim: int, what: str) -> np.ndarray:
-    if isinstance(vectors, torch.Tensor):
-        vectors = vectors.detach().cpu().numpy()
-    try:
-        array = np.asarray(vectors, dtype=np.float32)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{what} must be numbers of shape (n, {dim}): {error}") from None
-    if array.ndim != 2 or array.shape[1] != dim:
-        raise ValueError(f"{what} must have shape (n, {dim}) for this model, got {array.shape}")
-    if not np.isfinite(array).all():
-        raise ValueError(f"{what} contain NaN or infinite values")
-    return array
-
-
-def _looks_like_vectors(candidates) -> bool:
-    if isinstance(candidates, (np.ndarray, torch.Tensor)):
-        return True
-    first = candidates[0] if len(candidates) else None
-    return first is not None and not isinstance(first, (str, bytes)) and hasattr(first, "__len__")
-
-
-def _split_candidates(candidates, vectors, dim: int) -> tuple[list[str] | None, np.ndarray | None]:
-    """Normalise one candidate list into (texts or None, vectors or None)."""
-    if candidates is None and vectors is None:
-        raise ValueError("pass candidates (texts or vectors) or vectors=")
-    if candidates is not None and _looks_like_vectors(candidates):
-        if vectors is not None:
-            raise ValueError("candidates are already vectors; pass texts as candidates to use vectors=")
-        candidates, vectors = None, candidates
-    texts = None if candidates is None else _check_texts(candidates, "candidates")
-    if vectors is not None:
-        vectors = _check_vectors(vectors, dim, "vectors") if len(vectors) else np.zeros((0, dim), np.float32)
-        if texts is not None and len(texts) != len(vectors):
-            raise ValueError(f"got {len(texts)} texts but {len(vectors)} vectors; give one vector per text")
-    return texts, vectors
-
-
-def _ranked(scores: np.ndarray, texts: list[str] | None, top_n: int | None) -> list[RerankResult]:
-    order = np.argsort(-scores, kind="stable")[:top_n]
-    return [RerankResult(int(i), float(scores[i]), None if texts is None else texts[i]) for i in order]

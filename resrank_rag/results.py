@@ -1,8 +1,10 @@
-"""RerankResult: one reranked candidate."""
+"""RerankResult: one reranked candidate; ``ranked`` turns a list's scores into results, best first."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -15,3 +17,9 @@ class RerankResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def ranked(scores: np.ndarray, texts: list[str] | None, top_n: int | None) -> list[RerankResult]:
+    """The ``top_n`` best candidates (all when None), best first; ties keep the caller's order."""
+    order = np.argsort(-scores, kind="stable")[:top_n]
+    return [RerankResult(int(i), float(scores[i]), None if texts is None else texts[i]) for i in order]

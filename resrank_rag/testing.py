@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import copy
+import tempfile
+from pathlib import Path
 
 import torch
 
 from resrank_rag import backbones
 from resrank_rag.config import ResRankConfig
-from resrank_rag.encoder import TextEncoder
 from resrank_rag.model import ResRank
+
+_SAVED_ENCODERS = tempfile.TemporaryDirectory(prefix="resrank-tiny-")
+"""Each tiny BERT saved once per process (removed at exit), so the encoder loads as a real folder does."""
 
 
 def tiny_resrank(seed: int = 0, encoder_dim: int = 32, reranker_dim: int = 48, **overrides) -> ResRank:
-    """A 2-layer BERT encoder and a 2-layer Llama reranker, both sharing the packaged MiniLM tokenizer.
+    """A 2-layer BERT encoder (a SentenceTransformer over it, with the config's pooling and prefixes) and a
+    2-layer Llama reranker, both with the packaged MiniLM tokenizer.
 
     Builds in well under a second; weights are random (seeded), so rankings are meaningless but
     every code path of the real model runs. ``overrides`` go to ``ResRankConfig``.
@@ -42,8 +46,13 @@ def tiny_resrank(seed: int = 0, encoder_dim: int = 32, reranker_dim: int = 48, *
     )
     settings.update(overrides)
     config = ResRankConfig(**settings)
-    text_encoder = TextEncoder(encoder, tokenizer, config.pooling, config.max_passage_tokens)
-    return ResRank(config, text_encoder, reranker, copy.deepcopy(tokenizer))
+    folder = Path(_SAVED_ENCODERS.name) / f"bert-{encoder_dim}-seed{seed}"
+    if not folder.exists():
+        encoder.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+    sentence_encoder = backbones.load_encoder(str(folder), config.pooling, config.max_passage_tokens,
+                                              config.query_prefix, config.passage_prefix)
+    return ResRank(config, sentence_encoder, reranker, tokenizer)
 
 
 def perturb_heads(model: ResRank, seed: int = 1, scale: float = 0.5) -> None:

@@ -12,7 +12,6 @@ from resrank_rag.adapt import MIN_QUERIES, adapt, read_queries
 from resrank_rag.adapt.lists import StoredVectors, first_stage_lists, split
 from resrank_rag.adapt.queries import LabelledQuery, resolve
 from resrank_rag.adapt.synthetic import pseudo_queries
-from resrank_rag.encoder import TextEncoder
 from resrank_rag.index import Document, ModelMismatchError, ResRankIndex
 from resrank_rag.testing import tiny_resrank
 from resrank_rag.training import StageConfig
@@ -37,10 +36,9 @@ def make_base(folder, prior: float, backbones, **overrides):
     backbones are referenced, as the packaged model's are, so an adapted copy saves a LoRA adapter."""
     if not backbones.exists():
         tiny = tiny_resrank()
-        for part, module, tokenizer in (("enc", tiny.encoder.model, tiny.encoder.tokenizer),
-                                        ("rr", tiny.reranker, tiny.reranker_tokenizer)):
-            module.save_pretrained(backbones / part)
-            tokenizer.save_pretrained(backbones / part)
+        tiny.encoder.save(str(backbones / "enc"))  # a SentenceTransformer folder, as ST models are published
+        tiny.reranker.save_pretrained(backbones / "rr")
+        tiny.reranker_tokenizer.save_pretrained(backbones / "rr")
     model = tiny_resrank(encoder=str(backbones / "enc"), reranker=str(backbones / "rr"),
                          encoder_weights="reference", reranker_weights="reference", **overrides)
     with torch.no_grad():
@@ -67,14 +65,16 @@ def write_queries(path, rows):
 
 def record_encoded(monkeypatch) -> list[str]:
     """Every text any encoder runs on, from now on."""
+    from sentence_transformers import SentenceTransformer
+
     seen = []
-    forward = TextEncoder.forward
+    preprocess = SentenceTransformer.preprocess
 
-    def counting(self, texts):
-        seen.extend(texts)
-        return forward(self, texts)
+    def counting(self, inputs, *args, **kwargs):
+        seen.extend(inputs)
+        return preprocess(self, inputs, *args, **kwargs)
 
-    monkeypatch.setattr(TextEncoder, "forward", counting)
+    monkeypatch.setattr(SentenceTransformer, "preprocess", counting)
     return seen
 
 

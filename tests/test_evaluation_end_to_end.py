@@ -110,7 +110,7 @@ def tiny_checkpoint(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("tiny")
     base = tiny_resrank()
-    base.encoder.model.save_pretrained(root / "bert")
+    base.encoder.transformers_model.save_pretrained(root / "bert")  # a plain Hugging Face folder
     base.encoder.tokenizer.save_pretrained(root / "bert")
     LlamaForCausalLM(base.reranker.config).save_pretrained(root / "lm")
     base.reranker_tokenizer.save_pretrained(root / "lm")

@@ -18,9 +18,9 @@ def count_encoded_texts(model) -> list[int]:
     counter = [0]
     forward = model.encoder.forward
 
-    def counting(texts):
-        counter[0] += len(texts)
-        return forward(texts)
+    def counting(features, **kwargs):
+        counter[0] += len(features["input_ids"])
+        return forward(features, **kwargs)
 
     model.encoder.forward = counting
     return counter

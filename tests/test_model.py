@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from resrank_rag import RerankResult, ResRank, ResRankConfig
+from resrank_rag.encoder import DOCUMENT, embed_with_grad
 from resrank_rag.testing import perturb_heads, tiny_resrank
 from tests.samples import QUERY, TEXTS
 
@@ -73,7 +74,7 @@ def test_results_are_plain_floats_sorted_with_top_n(tiny):
 def test_vectors_and_texts_give_the_same_ranking_without_encoding_candidates(tiny):
     vectors = tiny.encode(TEXTS)
     from_texts = tiny.rerank(QUERY, TEXTS)
-    encoder_calls = CountCalls(tiny.encoder.model)
+    encoder_calls = CountCalls(tiny.encoder)
     from_vectors = tiny.rerank(QUERY, vectors=vectors)
     both = tiny.rerank(QUERY, TEXTS, vectors=vectors)
     positional = tiny.rerank(QUERY, vectors)
@@ -86,7 +87,7 @@ def test_vectors_and_texts_give_the_same_ranking_without_encoding_candidates(tin
 
 def test_query_vector_skips_query_encoding(tiny):
     vectors = tiny.encode(TEXTS)
-    encoder_calls = CountCalls(tiny.encoder.model)
+    encoder_calls = CountCalls(tiny.encoder)
     results = tiny.rerank(QUERY, vectors=vectors, query_vector=tiny.encode_query(QUERY))
     assert encoder_calls.calls == 1 and len(results) == 5
 
@@ -123,10 +124,10 @@ def test_more_candidates_than_the_context_is_a_clear_error(tiny):
 
 def test_scores_are_differentiable_end_to_end(tiny):
     perturb_heads(tiny)
-    passages = tiny.encoder(TEXTS)
+    passages = embed_with_grad(tiny.encoder, TEXTS, DOCUMENT)
     scores = tiny.score_lists([QUERY], [passages])[0]
     scores.sum().backward()
-    for name, module in [("encoder", tiny.encoder.model), ("reranker", tiny.reranker), ("projector", tiny.projector)]:
+    for name, module in [("encoder", tiny.encoder), ("reranker", tiny.reranker), ("projector", tiny.projector)]:
         grads = [p.grad for p in module.parameters() if p.grad is not None]
         assert grads and any(g.abs().sum() > 0 for g in grads), name
 

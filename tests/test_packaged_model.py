@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from resrank_rag import ResRank, backbones
-from resrank_rag.model import PACKAGED_CHECKPOINTS
+from resrank_rag.loading import PACKAGED_CHECKPOINTS
 
 QUERY = "what is the capital of france"
 TEXTS = ["Bananas are yellow fruit.", "Paris is the capital and largest city of France.", "Berlin is in Germany."]

@@ -9,6 +9,7 @@ from torch import nn
 
 from resrank_rag import ResRank
 from resrank_rag import precision as precision_module
+from resrank_rag.encoder import backbone, set_backbone
 from resrank_rag.int8 import Int8FusedMember, Int8Linear, quantize_linears
 from resrank_rag.precision import resolve_precision
 from resrank_rag.testing import perturb_heads, tiny_resrank
@@ -86,11 +87,11 @@ def test_merged_lora_scores_like_the_adapters_and_keeps_the_fingerprint(tmp_path
     from peft import LoraConfig, get_peft_model
 
     base = tiny_resrank()
-    for part, module, tokenizer in (("enc", base.encoder.model, base.encoder.tokenizer), ("rr", base.reranker, base.reranker_tokenizer)):
+    for part, module, tokenizer in (("enc", backbone(base.encoder), base.encoder.tokenizer), ("rr", base.reranker, base.reranker_tokenizer)):
         module.save_pretrained(tmp_path / part)
         tokenizer.save_pretrained(tmp_path / part)
     model = tiny_resrank(encoder=str(tmp_path / "enc"), reranker=str(tmp_path / "rr"), encoder_weights="reference", reranker_weights="reference")
-    model.encoder.model = get_peft_model(model.encoder.model, LoraConfig(r=4, target_modules=["query", "value"], init_lora_weights=False))
+    set_backbone(model.encoder, get_peft_model(backbone(model.encoder), LoraConfig(r=4, target_modules=["query", "value"], init_lora_weights=False)))
     model.reranker = get_peft_model(model.reranker, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
     perturb_heads(model)
     model.save_pretrained(tmp_path / "ckpt")

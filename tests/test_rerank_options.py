@@ -82,16 +82,16 @@ def test_query_vectors_are_normalised_so_their_scale_does_not_matter(model):
 
 
 def test_a_packaged_checkpoint_without_its_config_raises(tmp_path, monkeypatch):
-    from resrank_rag import model as model_module
+    from resrank_rag import loading
 
-    (tmp_path / model_module.DEFAULT_MODEL).mkdir()  # the folder is there, its config is not
-    monkeypatch.setattr(model_module, "PACKAGED_CHECKPOINTS", tmp_path)
+    (tmp_path / loading.DEFAULT_MODEL).mkdir()  # the folder is there, its config is not
+    monkeypatch.setattr(loading, "PACKAGED_CHECKPOINTS", tmp_path)
     built = []
     monkeypatch.setattr(ResRank, "from_config", classmethod(lambda cls, config: built.append(config)))
     with pytest.raises(FileNotFoundError, match="missing its resrank_config.json.*reinstall"):
-        ResRank.from_pretrained(model_module.DEFAULT_MODEL)
+        ResRank.from_pretrained(loading.DEFAULT_MODEL)
     assert built == []  # no silent untrained model
-    assert ResRank.untrained_config(model_module.DEFAULT_MODEL).name == model_module.DEFAULT_MODEL
+    assert ResRank.untrained_config(loading.DEFAULT_MODEL).name == loading.DEFAULT_MODEL
 
 
 def test_scores_without_lm_take_ordered(model):

@@ -210,9 +210,30 @@ def test_kill_and_resume_matches_an_uninterrupted_run(beir, tmp_path):
     assert [h["loss"] for h in resumed.history if "loss" in h] == pytest.approx([h["loss"] for h in straight.history if "loss" in h])
 
 
+def test_a_state_saved_before_the_encoder_was_a_sentence_transformer_resumes(beir, tmp_path):
+    """Its encoder parameters were named encoder.model.*; they now sit at encoder.0.model.*."""
+    from resrank_rag.training.trainer import STATE_FILE
+
+    config = make_config(beir, [JOINT], output_dir=str(tmp_path / "run"), dev=None)
+    first = Trainer(config, tiny_resrank(), base_dir=beir)
+    first.train(stop_after=1)
+    path = tmp_path / "run" / STATE_FILE
+    state = torch.load(path, weights_only=False)
+    state["parameters"] = {name.replace("encoder.0.model.", "encoder.model.", 1): value
+                           for name, value in state["parameters"].items()}
+    assert any(name.startswith("encoder.model.") for name in state["parameters"])
+    torch.save(state, path)
+    resumed = Trainer(config, tiny_resrank(), base_dir=beir)
+    resumed._load_state()
+    expected, got = first._saved_parameters(), resumed._saved_parameters()
+    assert set(got) == set(expected)
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=0, atol=0, msg=name)
+
+
 def test_lora_trained_model_round_trips_and_writes_curves(beir, tmp_path):
     base = tiny_resrank()
-    base.encoder.model.save_pretrained(tmp_path / "enc")
+    base.encoder.transformers_model.save_pretrained(tmp_path / "enc")
     base.encoder.tokenizer.save_pretrained(tmp_path / "enc")
     base.reranker.save_pretrained(tmp_path / "rr")
     base.reranker_tokenizer.save_pretrained(tmp_path / "rr")

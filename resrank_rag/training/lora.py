@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
+from resrank_rag.encoder import backbone, set_backbone
+from resrank_rag.peft_adapters import is_peft
 from resrank_rag.training.config import LoraSettings
 
 
-def _is_peft(module) -> bool:
-    from peft import PeftModel
-
-    return isinstance(module, PeftModel)
-
-
 def add_lora(model, parts: set[str], settings: LoraSettings) -> None:
-    """Give ``model.encoder.model`` and/or ``model.reranker`` LoRA adapters (unless they already have some)."""
+    """Give the encoder's backbone and/or ``model.reranker`` LoRA adapters (unless they already have some)."""
     from peft import LoraConfig, get_peft_model
 
     def wrap(module, targets):
-        if _is_peft(module):
+        if is_peft(module):
             return module
         config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout, target_modules=list(targets))
         try:
@@ -25,6 +21,6 @@ def add_lora(model, parts: set[str], settings: LoraSettings) -> None:
             raise ValueError(f"LoRA could not wrap {type(module).__name__} ({error}); set lora.*_targets to its module names") from None
 
     if "encoder" in parts:
-        model.encoder.model = wrap(model.encoder.model, settings.encoder_targets)
+        set_backbone(model.encoder, wrap(backbone(model.encoder), settings.encoder_targets))
     if "reranker" in parts:
         model.reranker = wrap(model.reranker, settings.reranker_targets)

@@ -20,7 +20,9 @@ from resrank_rag.training.config import StageConfig, TrainConfig
 from resrank_rag.training.curves import plot_curves
 from resrank_rag.training.data import TrainingList, load_mix
 from resrank_rag.training.dev import DevSet
-from resrank_rag.training.lora import _is_peft, add_lora
+from resrank_rag.encoder import DOCUMENT, QUERY, backbone, embed_with_grad, set_backbone
+from resrank_rag.peft_adapters import is_peft
+from resrank_rag.training.lora import add_lora
 
 STATE_FILE = "trainer_state.pt"
 
@@ -31,7 +33,7 @@ class Trainer:
     Each step samples ``lists_per_step`` lists (a pure function of seed and step), scores them with
     ``model.score_lists`` and minimises, per stage, ``infonce_weight * InfoNCE`` (encoder vectors, when
     the encoder trains) ``+ listwise_weight * listwise + distill_weight * KL-to-dense + margin_weight *
-    dense margin``. When the encoder trains, passage vectors come from ``model.encoder(texts)`` so the
+    dense margin``. When the encoder trains, passage vectors come from ``encoder.embed_with_grad`` so the
     listwise loss reaches the encoder through the reranker; when frozen, from an embedding cache.
 
     ``output_dir`` gets ``trainer_state.pt`` (resume point), ``history.jsonl``, ``curves.png``,
@@ -95,7 +97,7 @@ class Trainer:
     # ---------------------------------------------------------------- stages
     def _parts(self):
         heads = [p for n, p in self.model.named_parameters() if not n.startswith(("encoder.", "reranker."))]
-        return {"encoder": self.model.encoder.model, "reranker": self.model.reranker, "heads": heads}
+        return {"encoder": self.model.encoder, "reranker": self.model.reranker, "heads": heads}
 
     def _trainable(self, stage: StageConfig) -> list[dict]:
         """Set requires_grad for ``stage`` and return optimizer parameter groups, one per trained part."""
@@ -135,13 +137,13 @@ class Trainer:
     def _passage_batch(self, texts: list[str], stage: StageConfig) -> torch.Tensor:
         """Passage vectors: through the (training) encoder when it trains, else from the embedding cache."""
         if stage.train["encoder"] != "frozen":
-            return self.model.encoder([self.model.config.passage_prefix + t for t in texts])
+            return embed_with_grad(self.model.encoder, texts, DOCUMENT)
         return torch.from_numpy(self.passage_vectors(texts)).to(self.accelerator.device)
 
     def _batch_vectors(self, lists: list[TrainingList], stage: StageConfig):
         flat = self._passage_batch([t for item in lists for t in item.texts], stage)
         if stage.train["encoder"] != "frozen":
-            queries = self.model.encoder([self.model.config.query_prefix + item.query for item in lists])
+            queries = embed_with_grad(self.model.encoder, [item.query for item in lists], QUERY)
         else:
             queries = torch.from_numpy(self.model.encode_queries([item.query for item in lists])).to(self.accelerator.device)
         sizes = [len(item.texts) for item in lists]
@@ -245,16 +247,17 @@ class Trainer:
 
     def export(self, folder: Path, extra: dict | None = None) -> None:
         """``save_pretrained`` the model; a backbone with weights='full' and LoRA adapters is saved merged."""
-        model, encoder, reranker, config = self.model, self.model.encoder.model, self.model.reranker, self.model.config
-        if config.encoder_weights == "full" and _is_peft(encoder):
-            model.encoder.model = copy.deepcopy(encoder).merge_and_unload()
-        if config.reranker_weights == "full" and _is_peft(reranker):
+        model, encoder, reranker, config = self.model, backbone(self.model.encoder), self.model.reranker, self.model.config
+        if config.encoder_weights == "full" and is_peft(encoder):
+            set_backbone(model.encoder, copy.deepcopy(encoder).merge_and_unload())
+        if config.reranker_weights == "full" and is_peft(reranker):
             model.reranker = copy.deepcopy(reranker).merge_and_unload()
         model.config = dataclasses.replace(config, extra={**config.extra, "training": {"step": self.step, **(extra or {})}})
         try:
             model.save_pretrained(folder)
         finally:
-            model.encoder.model, model.reranker, model.config = encoder, reranker, config
+            set_backbone(model.encoder, encoder)
+            model.reranker, model.config = reranker, config
 
     def save_state(self, optimizer, scheduler, stage_index: int) -> None:
         if not self.accelerator.is_main_process:
@@ -277,6 +280,8 @@ class Trainer:
         current = dict(self.model.named_parameters())
         with torch.no_grad():
             for name, tensor in state["parameters"].items():
+                if name.startswith("encoder.model."):  # saved while the encoder was not yet a SentenceTransformer
+                    name = "encoder.0.model." + name.removeprefix("encoder.model.")
                 if name not in current:
                     raise ValueError(f"{path} holds {name}, which this model lacks: the config changed since it was saved")
                 current[name].copy_(tensor)
