@@ -1,8 +1,10 @@
 """Read documents (.txt, .md, .jsonl, .pdf, .docx, .html) into Documents and chunk them into word windows.
 
 PDF pages and DOCX/HTML headed sections are kept apart: a chunk never spans two, and its metadata says
-which (``page`` or ``section``), beside ``source`` (the file) and ``title``. Access lists
-(``allowed_groups``) come from a JSONL field, a sidecar file or the caller (see ``resrank_rag.access``).
+which (``page`` or ``section``), beside ``source``, ``path`` (the file it was read from, set by the
+reader: a JSONL row cannot choose it) and ``title``. Access lists (``allowed_groups``) come from a JSONL
+field, a sidecar file or the caller (see ``resrank_rag.access``); a list that cannot be read hides what
+it governs rather than let a wider one apply.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from resrank_rag.access import ACCESS_FIELD, check_access_list
+from resrank_rag.access import ACCESS_FIELD, HIDDEN, check_access_list, narrowest
 from resrank_rag.jsonl import read_jsonl
 from resrank_rag.readers import UnreadableFile, _short_line, read_docx, read_html, read_pdf
 
@@ -52,15 +54,37 @@ class Document:
 @dataclass(frozen=True)
 class FileProblem:
     """A file that was skipped (``skipped``) or read only in part; ``kind``: encrypted, corrupt, empty,
-    scanned or access (its access list is unreadable)."""
+    scanned or access (an access list that is unreadable, or a sidecar whose file is gone).
+
+    ``allowed_groups`` is the access list of the file the problem names (None: it has none; ``HIDDEN``:
+    unknown), so that a user is shown only the problems of files they may read.
+    """
 
     path: str
     kind: str
     message: str
     skipped: bool
+    allowed_groups: list[str] | None = None
 
     def __str__(self) -> str:
         return f"{self.path}: {self.kind}: {self.message}" + (" (skipped)" if self.skipped else "")
+
+
+@dataclass(frozen=True)
+class UnreadFile:
+    """A file that could not be read this time: ``ResRankIndex.sync(keep=...)`` keeps what was indexed of it.
+
+    ``allowed_groups`` is the list that governs the file now (readable even when the file is not);
+    ``documents`` the ids of the documents that could still be read out of it (JSONL rows) with their lists.
+    """
+
+    path: str
+    allowed_groups: list[str] | None
+    documents: dict[str, list[str] | None] = field(default_factory=dict)
+
+    def access_list(self, doc_id: str) -> list[str] | None:
+        """The list an indexed document of this file gets now; ``HIDDEN`` for one whose line is damaged."""
+        return self.documents[doc_id] if doc_id in self.documents else HIDDEN
 
 
 class DocumentError(ValueError):
@@ -75,8 +99,8 @@ class ReadReport:
         self.documents = 0
         self.other_files = 0
         self.problems: list[FileProblem] = []
-        self.unread_ids: list[str] = []
-        """Ids of documents in files that could not be read this time; ``sync(keep=...)`` keeps their chunks."""
+        self.unread: list[UnreadFile] = []
+        """Files that could not be read this time; ``sync(keep=...)`` keeps their chunks under their current lists."""
         self._echo = echo or (lambda message: logger.warning("%s", message))
 
     def add(self, problem: FileProblem) -> None:
@@ -107,24 +131,37 @@ def chunk_text(text: str, chunk_size: int = DEFAULT_CHUNK_WORDS, overlap: int = 
 
 
 def chunk_document(
-    document: Document, chunk_size: int = DEFAULT_CHUNK_WORDS, overlap: int = DEFAULT_OVERLAP_WORDS
+    document: Document, chunk_size: int | None = DEFAULT_CHUNK_WORDS, overlap: int = DEFAULT_OVERLAP_WORDS
 ) -> list[Document]:
     """The document itself when it fits one chunk, else chunks with ids ``<id>#<n>`` (n from 0).
 
-    Each chunk's metadata adds ``source`` (the document id) and ``chunk`` (n), and its section's metadata
-    (``page`` or ``section``). A document without words has no chunks.
+    A chunk never spans two sections (pages), however short they are; ``chunk_size`` None cuts no word
+    windows, only sections. Each chunk's metadata adds ``source`` (the document id) and ``chunk`` (n),
+    and its section's metadata (``page`` or ``section``); a section's own ``allowed_groups`` can only
+    narrow the document's. A document without words has no chunks.
     """
-    pieces = [
-        (piece, meta)
-        for text, meta in (document.sections or [(document.text, {})])
-        for piece in chunk_text(text, chunk_size, overlap)
-    ]
+    pieces = []
+    for text, meta in document.sections or [(document.text, {})]:
+        merged = _section_metadata(document, meta)
+        windows = ([text.strip()] if text.split() else []) if chunk_size is None else chunk_text(text, chunk_size, overlap)
+        pieces += [(piece, merged) for piece in windows]
     if len(pieces) <= 1:
-        return [Document(document.id, piece, {**document.metadata, **meta}) for piece, meta in pieces]
+        return [Document(document.id, piece, meta) for piece, meta in pieces]
     return [
-        Document(f"{document.id}#{n}", piece, {**document.metadata, **meta, "source": document.id, "chunk": n})
+        Document(f"{document.id}#{n}", piece, {**meta, "source": document.id, "chunk": n})
         for n, (piece, meta) in enumerate(pieces)
     ]
+
+
+def _section_metadata(document: Document, section: dict) -> dict:
+    """The document's metadata with a section's; an access list there narrows the document's, never widens it."""
+    merged = {**document.metadata, **section}
+    if ACCESS_FIELD in section:
+        where = f"document {document.id!r}, section {dict((k, v) for k, v in section.items() if k != ACCESS_FIELD)}"
+        own = document.metadata.get(ACCESS_FIELD)
+        own = None if own is None else check_access_list(own, f"document {document.id!r}")
+        merged[ACCESS_FIELD] = narrowest(own, check_access_list(section[ACCESS_FIELD], where))
+    return merged
 
 
 def _with_access(metadata: dict, row_groups, groups: list[str] | None, where: str) -> dict:
@@ -138,42 +175,113 @@ def _with_access(metadata: dict, row_groups, groups: list[str] | None, where: st
     return metadata
 
 
-def _jsonl_documents(path: Path, groups: list[str] | None = None) -> Iterator[Document]:
-    """BEIR corpus lines {"_id", "title", "text"} or {"id", "text", "metadata"}; a line's own
-    ``allowed_groups`` (top level or in metadata) wins over the file's."""
+def _row_document(row, number: int, path: Path, relative: str, groups: list[str] | None) -> Document:
+    """One JSONL line as a Document: BEIR {"_id", "title", "text"} or {"id", "text", "metadata"}; the
+    line's own ``allowed_groups`` (top level or in metadata) wins over the file's."""
+    doc_id = row.get("_id", row.get("id")) if isinstance(row, dict) else None
+    if doc_id is None or not isinstance(row.get("text"), str) or not isinstance(row.get("metadata") or {}, dict):
+        raise ValueError(f'{path}:{number} needs {{"_id", "title", "text"}} or {{"id", "text", "metadata": {{...}}}}')
+    metadata = dict(row.get("metadata") or {})
+    title = row.get("title") or ""
+    if title:
+        metadata.setdefault("title", title)
+    row_groups = row.get(ACCESS_FIELD, metadata.pop(ACCESS_FIELD, None))
+    metadata = _with_access(metadata, row_groups, groups, f"{path}:{number}")
+    metadata["path"] = relative  # the file it was read from, whatever the line says
+    text = f"{title} {row['text']}".strip()
+    return Document(str(doc_id), text, metadata)
+
+
+def _jsonl_documents(path: Path, relative: str, groups: list[str] | None) -> Iterator[Document]:
     for number, row in read_jsonl(path):
-        doc_id = row.get("_id", row.get("id")) if isinstance(row, dict) else None
-        if doc_id is None or not isinstance(row.get("text"), str):
-            raise ValueError(f'{path}:{number} needs {{"_id", "title", "text"}} or {{"id", "text", "metadata"}}')
-        metadata = dict(row.get("metadata") or {})
-        title = row.get("title") or ""
-        if title:
-            metadata.setdefault("title", title)
-        row_groups = row.get(ACCESS_FIELD, metadata.pop(ACCESS_FIELD, None))
-        metadata = _with_access(metadata, row_groups, groups, f"{path}:{number}")
-        text = f"{title} {row['text']}".strip()
-        yield Document(str(doc_id), text, metadata)
+        yield _row_document(row, number, path, relative, groups)
 
 
-def _access_list(file: Path, base: Path, default: list[str] | None) -> list[str] | None:
-    """The access list of ``file``: its sidecar, else the nearest folder ``.access.json`` up to ``base``."""
-    candidates = [file.with_name(file.name + ACCESS_SIDECAR)]
-    folder = file.parent
-    while True:
-        candidates.append(folder / ACCESS_SIDECAR)
-        if folder == base or base not in folder.parents:
-            break
-        folder = folder.parent
-    for sidecar in candidates:
-        if sidecar.is_file():
+def _scan_jsonl(path: Path, relative: str, groups: list[str] | None) -> tuple[dict[str, list[str] | None], list[str], str]:
+    """Every line that is a document: its id and access list; what is wrong with the others; the first one's kind."""
+    rows: dict[str, list[str] | None] = {}
+    damaged: list[str] = []
+    kind = "corrupt"
+    for number, row in read_jsonl(path, damaged):
+        try:
+            document = _row_document(row, number, path, relative, groups)
+        except (ValueError, UnreadableFile) as error:
+            kind = getattr(error, "kind", "corrupt") if not damaged else kind
+            damaged.append(str(error))
+            continue
+        rows[document.id] = document.metadata.get(ACCESS_FIELD)
+    return rows, damaged, kind
+
+
+class _AccessLists:
+    """The access list of each file under ``base``: its sidecar, else the nearest folder ``.access.json``,
+    else ``default``; each list file read once.
+
+    A list that cannot be read hides what it governs (``HIDDEN``) until it is fixed, and so does a sidecar
+    whose file is gone (renamed without it?) for the files of its folder that have no sidecar of their own:
+    the renamed file would otherwise fall back to a wider list.
+    """
+
+    def __init__(self, base: Path, default: list[str] | None, files: list[Path]):
+        self.base, self.default = base, default
+        self._lists: dict[Path, tuple[list[str], str | None]] = {}
+        present = set(files)
+        self.orphans: dict[Path, list[Path]] = {}
+        for file in files:
+            if file.name.endswith(ACCESS_SIDECAR) and file.name != ACCESS_SIDECAR:
+                if file.with_name(file.name[: -len(ACCESS_SIDECAR)]) not in present:
+                    self.orphans.setdefault(file.parent, []).append(file)
+
+    def relative(self, path: Path) -> str:
+        return path.relative_to(self.base).as_posix()
+
+    def read(self, sidecar: Path) -> tuple[list[str], str | None]:
+        """(its list, None), or (``HIDDEN``, why it cannot be read)."""
+        if sidecar not in self._lists:
             try:
                 data = json.loads(sidecar.read_text(encoding="utf-8"))
                 if not isinstance(data, dict) or ACCESS_FIELD not in data:
-                    raise ValueError(f'{sidecar.name} must be {{"{ACCESS_FIELD}": ["group", ...]}}')
-                return check_access_list(data[ACCESS_FIELD], sidecar.name)
+                    raise ValueError(f'it must be {{"{ACCESS_FIELD}": ["group", ...]}}')
+                self._lists[sidecar] = check_access_list(data[ACCESS_FIELD], sidecar.name), None
             except (ValueError, OSError) as error:  # json.JSONDecodeError is a ValueError
-                raise UnreadableFile("access", f"access list {sidecar.name} is unreadable ({error}); fix it") from None
-    return default
+                self._lists[sidecar] = HIDDEN, f"unreadable ({error})"
+        return self._lists[sidecar]
+
+    def orphan_problems(self) -> list[FileProblem]:
+        problems = []
+        for folder, sidecars in sorted(self.orphans.items()):
+            where = self.relative(folder) if folder != self.base else "the top folder"
+            for sidecar in sidecars:
+                gone = sidecar.name[: -len(ACCESS_SIDECAR)]
+                problems.append(FileProblem(
+                    self.relative(sidecar), "access",
+                    f"its file {gone} is gone (renamed or deleted?); rename this sidecar with its file or delete it. "
+                    f"Until then every file in {where} without a sidecar of its own is hidden (no one may read it)",
+                    skipped=False, allowed_groups=self.read(sidecar)[0],
+                ))
+        return problems
+
+    def of(self, file: Path) -> tuple[list[str] | None, FileProblem | None]:
+        """The file's access list, and the problem of the list file that hides it (None when none does)."""
+        own = file.with_name(file.name + ACCESS_SIDECAR)
+        if own.is_file():
+            return self._governing(own)
+        if file.parent in self.orphans:
+            return HIDDEN, None  # reported once per sidecar (orphan_problems)
+        folder = file.parent
+        while True:
+            if (folder / ACCESS_SIDECAR).is_file():
+                return self._governing(folder / ACCESS_SIDECAR)
+            if folder == self.base or self.base not in folder.parents:
+                return self.default, None
+            folder = folder.parent
+
+    def _governing(self, sidecar: Path) -> tuple[list[str], FileProblem | None]:
+        groups, why = self.read(sidecar)
+        if why is None:
+            return groups, None
+        message = f"access list {why}; fix it. Until then the files it governs are hidden (no one may read them)"
+        return HIDDEN, FileProblem(self.relative(sidecar), "access", message, skipped=False, allowed_groups=HIDDEN)
 
 
 def _file_documents(file: Path, relative: str, groups: list[str] | None) -> tuple[list[Document], list[FileProblem]]:
@@ -195,7 +303,7 @@ def _file_documents(file: Path, relative: str, groups: list[str] | None) -> tupl
     kind = "scanned" if notes else "empty"
     if not notes and not document.text.strip():
         notes.append("no text")
-    return [document], [FileProblem(relative, kind, note, skipped=False) for note in notes]
+    return [document], [FileProblem(relative, kind, note, skipped=False, allowed_groups=groups) for note in notes]
 
 
 def read_documents(
@@ -208,10 +316,13 @@ def read_documents(
     """Documents from one file or every supported file under a folder (.txt .md .jsonl .pdf .docx .html .htm).
 
     A file becomes one document whose id is its path relative to the folder given (a JSONL file, one per
-    line). With a ``report``, a file that cannot be read (encrypted, corrupt, unreadable access list) is
-    recorded there and skipped, and the run goes on; without one it raises ``DocumentError``. Empty files
-    and scans without text are warnings. ``allowed_groups`` is the access list of documents that get none
-    from a JSONL field or a sidecar file. ``progress`` shows a bar over the files of a folder.
+    line). With a ``report``, a file that cannot be read (encrypted, corrupt, a damaged JSONL line) is
+    recorded there (``report.unread``: sync keeps what was indexed of it) and skipped, and the run goes on;
+    an access list that cannot be read, or a sidecar whose file is gone, is recorded and hides what it
+    governs (``allowed_groups`` ``[]``: no one may read it); without a report each of these raises
+    ``DocumentError``. Empty files and scans without text are warnings. ``allowed_groups`` is the access
+    list of documents that get none from a JSONL field or a sidecar file. ``progress`` shows a bar over
+    the files of a folder.
     """
     path = Path(path)
     if not path.exists():
@@ -222,6 +333,18 @@ def read_documents(
     readable = [f for f in files if f.suffix.lower() in SUFFIXES]
     if not path.is_dir() and not readable:
         raise ValueError(f"{path} is not one of {' '.join(SUFFIXES)}")
+    lists = _AccessLists(base, default, files if path.is_dir() else [])
+    reported: set[str] = set()
+
+    def problem(found: FileProblem) -> None:
+        if report is None:
+            raise DocumentError(str(found))
+        if found.path not in reported:
+            reported.add(found.path)
+            report.add(found)
+
+    for orphan in lists.orphan_problems():
+        problem(orphan)
     if report is not None:
         report.other_files += sum(not f.name.endswith(ACCESS_SIDECAR) for f in files) - len(readable)
     if progress and len(readable) > 1:
@@ -231,22 +354,25 @@ def read_documents(
     for file in readable:
         relative = file.relative_to(base).as_posix()
         jsonl = file.suffix.lower() == ".jsonl"
-        parsed: list[str] = []
+        groups, hidden_by = lists.of(file)
+        if hidden_by is not None:
+            problem(hidden_by)
+        rows: dict[str, list[str] | None] = {}
         try:
-            groups = _access_list(file, base, default)
             if jsonl:  # checked whole before the first line is indexed, then streamed
-                for document in _jsonl_documents(file, groups):
-                    parsed.append(document.id)
-                documents, notes = _jsonl_documents(file, groups), []
+                rows, damaged, kind = _scan_jsonl(file, relative, groups)
+                if damaged:
+                    more = f" and {len(damaged) - 3} more" if len(damaged) > 3 else ""
+                    raise UnreadableFile(kind, "; ".join(damaged[:3]) + more)
+                documents, notes = _jsonl_documents(file, relative, groups), []
             else:
                 documents, notes = _file_documents(file, relative, groups)
         except (UnreadableFile, ValueError, OSError) as error:
             kind = getattr(error, "kind", "corrupt")
             if report is None:
                 raise DocumentError(str(error) if jsonl and kind == "corrupt" else f"{relative}: {kind}: {error}") from None
-            report.add(FileProblem(relative, kind, str(error), skipped=True))
-            if kind != "access":  # an unreadable access list must not leave older, wider access in place
-                report.unread_ids += parsed if jsonl else [relative]
+            report.add(FileProblem(relative, kind, str(error), skipped=True, allowed_groups=groups))
+            report.unread.append(UnreadFile(relative, groups, rows if jsonl else {relative: groups}))
             continue
         for note in notes:
             if report is None:

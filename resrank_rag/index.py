@@ -21,9 +21,18 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 from tqdm.auto import tqdm
 
-from resrank_rag.access import ACCESS_FIELD, AccessError, Principal, access_filter, check_access_list, combine_filters
+from resrank_rag.access import (
+    ACCESS_FIELD,
+    ACCESS_MARK,
+    INDEX_ACCESS_KEY,
+    AccessError,
+    Principal,
+    check_access_list,
+    check_points,
+    read_filter,
+)
 from resrank_rag.blas_threads import single_threaded_blas
-from resrank_rag.documents import Document, chunk_document, read_documents
+from resrank_rag.documents import Document, UnreadFile, chunk_document, read_documents
 
 __all__ = [
     "AccessError", "Document", "ModelMismatchError", "Principal", "ResRankIndex", "SearchHit", "SyncReport",
@@ -131,6 +140,20 @@ def _dense(vector) -> list[float]:
     return vector.get(DENSE) if isinstance(vector, dict) else vector
 
 
+def _hit(point, score: float) -> SearchHit:
+    return SearchHit(
+        id=point.payload.get("chunk_id", point.payload["doc_id"]),
+        text=point.payload["text"],
+        metadata=point.payload.get("metadata") or {},
+        retrieval_score=score,
+        doc_id=point.payload["doc_id"],
+    )
+
+
+def _of_docs(doc_ids: Sequence[str]) -> models.Filter:
+    return models.Filter(must=[models.FieldCondition(key="doc_id", match=models.MatchAny(any=list(doc_ids)))])
+
+
 def _version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.lstrip("v").split("-")[0].split(".")[:2] if part.isdigit())
 
@@ -152,8 +175,9 @@ def _condition_keys(condition) -> Iterator[str]:
         yield condition.nested.key
 
 
-def check_filter(filter) -> models.Filter | None:  # noqa: A002 - Qdrant's own name for it
-    """``filter`` if it is None or a Qdrant ``Filter`` over this index's payload, else a clear error."""
+def check_filter(filter, fields: Sequence[str] | None = PAYLOAD_FIELDS) -> models.Filter | None:  # noqa: A002
+    """``filter`` if it is None or a Qdrant ``Filter`` (over this index's payload ``fields``; None: any
+    payload, e.g. another library's store), else a clear error."""
     if filter is None:
         return None
     if not isinstance(filter, models.Filter):
@@ -161,10 +185,10 @@ def check_filter(filter) -> models.Filter | None:  # noqa: A002 - Qdrant's own n
             f"filter must be a qdrant_client.models.Filter, got {type(filter).__name__}; e.g. models.Filter(must="
             "[models.FieldCondition(key='metadata.dept', match=models.MatchValue(value='HR'))])"
         )
-    for key in _condition_keys(filter):
-        if key.split(".")[0].split("[")[0] not in PAYLOAD_FIELDS:
+    for key in _condition_keys(filter) if fields is not None else ():
+        if key.split(".")[0].split("[")[0] not in fields:
             raise ValueError(
-                f"filter key {key!r} is not a field of a ResRankIndex point ({', '.join(PAYLOAD_FIELDS)}); "
+                f"filter key {key!r} is not a field of a ResRankIndex point ({', '.join(fields)}); "
                 f"document metadata lives under 'metadata.', e.g. 'metadata.{key}'"
             )
     return filter
@@ -276,7 +300,7 @@ class ResRankIndex:
         self._layout = {
             "avgdl": float(recorded.get("bm25_avgdl", 1.0)),
             "sparse": sparse,
-            "access_control": bool(recorded.get("access_control")),  # documents with allowed_groups were written
+            ACCESS_MARK: bool(recorded.get(ACCESS_MARK)),  # documents with allowed_groups were written
         }
         return self._layout
 
@@ -324,11 +348,40 @@ class ResRankIndex:
         return self._open()
 
     def count(self, filter: models.Filter | None = None, *, principal: Principal | None = None) -> int:  # noqa: A002
-        """Number of indexed points (chunks; 0 before the first ``index``), optionally those within ``filter``
-        that ``principal`` may read (e.g. before serving a document's file to that user)."""
+        """Number of indexed points (chunks; 0 before the first ``index``) within ``filter`` that ``principal``
+        may read. A collection holding access lists needs a principal (else ``AccessError``): an answer
+        for nobody in particular would tell whether forbidden text exists."""
         if not self.client.collection_exists(self.collection):
             return 0
-        selector = combine_filters(check_filter(filter), None if principal is None else self._access(principal))
+        return self._count(self._readable(filter, principal))
+
+    def scroll(
+        self, filter: models.Filter | None = None, *, principal: Principal | None = None, page_size: int = 256  # noqa: A002
+    ) -> Iterator[SearchHit]:
+        """Every stored chunk within ``filter`` that ``principal`` may read, in point order (scores are 0).
+
+        A collection holding access lists needs a principal (else ``AccessError``), as ``search`` does.
+        """
+        if not self.client.collection_exists(self.collection):
+            return
+        selector = self._readable(filter, principal)
+        offset = None
+        while True:
+            page, offset = self.client.scroll(
+                self.collection, scroll_filter=selector, limit=page_size, offset=offset, with_payload=True,
+                with_vectors=False,
+            )
+            self._check_returned(principal, page)
+            yield from (_hit(p, 0.0) for p in page)
+            if offset is None:
+                return
+
+    def _readable(self, filter, principal: Principal | None) -> models.Filter | None:  # noqa: A002
+        """``filter`` (checked) within what ``principal`` may read; the access mark is read fresh from Qdrant."""
+        controlled = principal is None and self.access_controlled()
+        return read_filter(principal, check_filter(filter), access_controlled=controlled, collection=self.collection)
+
+    def _count(self, selector: models.Filter | None) -> int:
         return int(self.client.count(self.collection, count_filter=selector, exact=True).count)
 
     # ---------------------------------------------------------------- writing
@@ -340,16 +393,20 @@ class ResRankIndex:
         *,
         chunk_size: int | None = None,
         overlap: int | None = None,
+        keep: Iterable[UnreadFile] = (),
     ) -> int:
         """Add or update documents, encoding and upserting batch by batch; returns how many chunks were written.
 
         ``documents`` is read lazily, one batch at a time. With ``chunk_size`` (words) long documents are
         split as ``documents.chunk_document`` does (ids ``<id>#<n>``); without it each document is one
-        point. A document's earlier chunks that its new version no longer has are removed. Idempotent and
-        safe to interrupt: unchanged documents are skipped without encoding, a text whose metadata alone
-        changed keeps its stored vectors, and a re-run after a crash finishes the job.
+        point, or one per page or section when it has them (a chunk never spans two). A document's
+        earlier chunks that its new version no longer has are removed. Idempotent and safe to interrupt:
+        unchanged documents are skipped without encoding, a text whose metadata alone changed keeps its
+        stored vectors, and a re-run after a crash finishes the job. A chunk id that is stored for another
+        document is refused rather than overwritten. ``keep``: files that could not be read this time
+        (``ReadReport.unread``); what was indexed of them gets the access list that governs them now.
         """
-        return self._write(documents, batch_size, show_progress_bar, chunk_size, overlap, sync=False).written
+        return self._write(documents, batch_size, show_progress_bar, chunk_size, overlap, sync=False, keep=keep).written
 
     def sync(
         self,
@@ -359,21 +416,27 @@ class ResRankIndex:
         *,
         chunk_size: int | None = None,
         overlap: int | None = None,
-        keep: Iterable[str] = (),
+        keep: Iterable[str | UnreadFile] = (),
     ) -> SyncReport:
         """Make the collection equal to ``source``: a folder or file (``read_documents``) or Documents.
 
         New documents are added, changed ones re-chunked and re-encoded (only changed texts), chunks a
         document no longer has and documents that are gone are removed. Safe to kill at any moment: run it
         again and the collection equals the source. Refuses an empty source rather than emptying the collection.
-        ``keep`` names documents to leave as stored although the source lacks them (files that could not be
-        read this time: ``ReadReport.unread_ids``); it is read once the source is consumed.
+        ``keep`` holds files that could not be read this time (``ReadReport.unread``): every document
+        indexed of them stays, under the access list that governs the file now (a readable list applies
+        even when the file is not); it also takes document ids to leave as stored. It is read once the
+        source is consumed.
         """
         documents = read_documents(source) if isinstance(source, (str, Path)) else source
         return self._write(documents, batch_size, show_progress_bar, chunk_size, overlap, sync=True, keep=keep)
 
-    def delete(self, ids: Iterable[str]) -> int:
-        """Remove documents, every chunk of each, by document id; returns how many points went. Unknown ids are fine."""
+    def delete(self, ids: Iterable[str], *, principal: Principal | None = None) -> int:
+        """Remove documents, every chunk of each, by document id; returns how many points went. Unknown ids are fine.
+
+        Only chunks ``principal`` may read are removed (and counted); a collection holding access lists
+        needs a principal (else ``AccessError``): trusted code passes ``Principal.unrestricted_access()``.
+        """
         if isinstance(ids, str):
             raise TypeError(f"ids must be a list of document ids, not one string; use delete([{ids!r}])")
         ids = list(dict.fromkeys(ids))
@@ -384,10 +447,8 @@ class ResRankIndex:
         self._open()
         removed = 0
         for start in range(0, len(ids), 1024):
-            selector = models.Filter(
-                must=[models.FieldCondition(key="doc_id", match=models.MatchAny(any=ids[start : start + 1024]))]
-            )
-            removed += self.client.count(self.collection, count_filter=selector, exact=True).count
+            selector = self._readable(_of_docs(ids[start : start + 1024]), principal)
+            removed += self._count(selector)
             self.client.delete(self.collection, points_selector=models.FilterSelector(filter=selector), wait=True)
         return removed
 
@@ -402,8 +463,8 @@ class ResRankIndex:
         if show_progress_bar is None:
             show_progress_bar = total is not None and total > 4 * batch_size
         # Nothing stale can exist in a collection that was empty when this run began: skip the stale filters.
-        fresh = self.count() == 0
-        kept: set[str] = set()
+        fresh = not self.client.collection_exists(self.collection) or self._count(None) == 0
+        kept: dict[str, str] = {}  # point id -> its document's id
         n_documents = written = removed = 0
         with tqdm(total=total, desc="Indexing", unit="doc", disable=not show_progress_bar) as bar:
             for batch in self._batches(documents, batch_size, chunk_size, overlap, kept):
@@ -412,39 +473,52 @@ class ResRankIndex:
                 removed += dropped
                 n_documents += len(batch)
                 bar.update(len(batch))
+        held, rewritten = self._keep_unread(list(keep))
+        written += rewritten
         if sync:
-            if not n_documents:
+            if not n_documents and not held:  # (files that could not be read keep what was indexed of them)
                 raise ValueError(
                     "the source holds no documents; sync would empty the collection. Delete it explicitly "
                     "instead (index.delete(ids) or index.client.delete_collection(name))"
                 )
-            removed += self._remove_all_but(kept, set(keep))
+            removed += self._remove_all_but(kept.keys() | held)
         return SyncReport(documents=n_documents, chunks=len(kept), written=written, removed=removed)
 
     def _batches(
-        self, documents, batch_size: int, chunk_size: int | None, overlap: int | None, kept: set[str]
+        self, documents, batch_size: int, chunk_size: int | None, overlap: int | None, kept: dict[str, str]
     ) -> Iterator[list[tuple[str, list[Document]]]]:
         """Whole documents with their chunks, grouped until a batch holds ``batch_size`` chunks."""
-        seen: set[str] = set()
+        seen: dict[str, str] = {}  # document id -> where it came from
         batch, size = [], 0
         for position, document in enumerate(documents):
             if not isinstance(document, Document):
                 raise TypeError(
                     f"documents[{position}] is {type(document).__name__}; wrap it as Document(id, text, metadata)"
                 )
+            where = f"in {document.metadata['path']}" if isinstance(document.metadata.get("path"), str) else f"documents[{position}]"
             if document.id in seen:
-                raise ValueError(f"document id {document.id!r} appears twice; ids must be unique")
-            seen.add(document.id)
+                raise ValueError(
+                    f"document id {document.id!r} appears twice ({seen[document.id]}, then {where}); ids must be unique "
+                    "in a collection. JSONL files that number their rows alike (BEIR corpora, say) clash: give their "
+                    "rows distinct ids, or index each file into its own collection"
+                )
+            seen[document.id] = where
             if ACCESS_FIELD in document.metadata:  # a wrong type here would make Qdrant's filter miss or leak
                 groups = check_access_list(document.metadata[ACCESS_FIELD], f"document {document.id!r}")
                 if groups != document.metadata[ACCESS_FIELD]:
                     document = dataclasses.replace(document, metadata={**document.metadata, ACCESS_FIELD: groups})
-            chunks = [document] if chunk_size is None else chunk_document(document, chunk_size, overlap or 0)
+            if chunk_size is None and not document.sections:
+                chunks = [document]
+            else:
+                chunks = chunk_document(document, chunk_size, overlap or 0)
             for chunk in chunks:
                 pid = point_id(chunk.id)
                 if pid in kept:
-                    raise ValueError(f"chunk id {chunk.id!r} (of document {document.id!r}) appears twice; ids must be unique")
-                kept.add(pid)
+                    raise ValueError(
+                        f"chunk id {chunk.id!r} of document {document.id!r} appears twice: it is also the id of a chunk "
+                        f"of document {kept[pid]!r}; ids must be unique"
+                    )
+                kept[pid] = document.id
             batch.append((document.id, chunks))
             size += len(chunks)
             if size >= batch_size:
@@ -452,6 +526,51 @@ class ResRankIndex:
                 batch, size = [], 0
         if batch:
             yield batch
+
+    def _keep_unread(self, keep: list) -> tuple[set[str], int]:
+        """The points of documents that could not be read this time (which sync keeps), and how many of
+        their access lists were rewritten to the list that governs their file now (``UnreadFile``)."""
+        names = [k for k in keep if isinstance(k, str)]
+        files = [k for k in keep if isinstance(k, UnreadFile)]
+        if len(names) + len(files) != len(keep):
+            raise TypeError("keep holds document ids (str) and UnreadFile records (ReadReport.unread)")
+        if not keep or not self.client.collection_exists(self.collection):
+            return set(), 0
+        held = {str(p.id) for p in self._scroll_all(_of_docs(names))} if names else set()
+        rewritten = 0
+        for file in files:
+            read_from = [models.FieldCondition(key="metadata.path", match=models.MatchValue(value=file.path))]
+            if file.documents:
+                read_from.append(models.FieldCondition(key="doc_id", match=models.MatchAny(any=sorted(file.documents))))
+            for point in self._scroll_all(models.Filter(should=read_from), ["doc_id", "metadata"]):
+                held.add(str(point.id))
+                metadata = dict(point.payload.get("metadata") or {})
+                groups = file.access_list(point.payload.get("doc_id"))
+                if (ACCESS_FIELD in metadata, metadata.get(ACCESS_FIELD)) == (groups is not None, groups):
+                    continue
+                if groups is None:
+                    metadata.pop(ACCESS_FIELD, None)
+                else:
+                    metadata[ACCESS_FIELD] = groups
+                    if not self._open()[ACCESS_MARK]:
+                        self._mark_access_controlled()
+                # Empty hashes: once the file reads again, its chunks look changed and are rewritten (payload only).
+                payload = {"metadata": metadata, "content_hash": "", "doc_hash": ""}
+                self.client.set_payload(self.collection, payload=payload, points=[point.id], wait=True)
+                rewritten += 1
+        return held, rewritten
+
+    def _scroll_all(self, selector: models.Filter, payload: list[str] | bool = False) -> Iterator:
+        """Every point within ``selector`` (trusted internal reads: no access filter)."""
+        offset = None
+        while True:
+            page, offset = self.client.scroll(
+                self.collection, scroll_filter=selector, limit=2048, offset=offset, with_payload=payload,
+                with_vectors=False,
+            )
+            yield from page
+            if offset is None:
+                return
 
     def _write_batch(self, batch: list[tuple[str, list[Document]]], fresh: bool) -> tuple[int, int]:
         """Write the documents of one batch that are not up to date; returns (chunks written, stale points removed).
@@ -464,6 +583,15 @@ class ResRankIndex:
         ids = [point_id(c.id) for _, chunks in batch for c in chunks]
         wanted = ["doc_id", "content_hash", "text_hash", "doc_hash"]
         stored = {str(p.id): p for p in self.client.retrieve(self.collection, ids, with_payload=wanted, with_vectors=True)}
+        for doc_id, chunks in batch:  # before anything of the batch is written
+            for chunk in chunks:
+                owner = getattr(stored.get(point_id(chunk.id)), "payload", {}).get("doc_id", doc_id)
+                if owner != doc_id:
+                    raise ValueError(
+                        f"chunk id {chunk.id!r} of document {doc_id!r} is stored for document {owner!r} already; "
+                        f"writing it would overwrite that document's chunk. Give {doc_id!r} another id, or delete "
+                        f"{owner!r} first (index.delete([{owner!r}], principal=...))"
+                    )
         points, to_encode, changed_docs, changed_ids, written = [], [], [], [], 0
         for doc_id, chunks in batch:
             doc_hash = _doc_hash(chunks)
@@ -500,7 +628,7 @@ class ResRankIndex:
         removed = 0
         if changed_docs and not fresh:
             removed = self._remove_stale(changed_docs, changed_ids)
-        if not layout["access_control"] and any(ACCESS_FIELD in p.payload["metadata"] for p in points):
+        if not layout[ACCESS_MARK] and any(ACCESS_FIELD in p.payload["metadata"] for p in points):
             self._mark_access_controlled()  # before the first such point exists
         if points:
             self.client.upsert(self.collection, points=points, wait=True)
@@ -508,40 +636,39 @@ class ResRankIndex:
 
     def _mark_access_controlled(self) -> None:
         """Record in the collection that it holds access lists: from now on every search needs a principal."""
-        self.client.update_collection(self.collection, metadata={"access_control": True})
+        self.client.update_collection(self.collection, metadata={ACCESS_MARK: True})
         if self._remote:
             self.client.create_payload_index(
                 self.collection, f"metadata.{ACCESS_FIELD}", models.PayloadSchemaType.KEYWORD, wait=True
             )
-        self._layout["access_control"] = True
+        self._layout[ACCESS_MARK] = True
 
     def access_controlled(self) -> bool:
         """Whether any document written into the collection carried ``allowed_groups`` (read fresh from Qdrant)."""
-        if self._layout is not None and self._layout["access_control"]:
+        if self._layout is not None and self._layout[ACCESS_MARK]:
             return True
         if not self.client.collection_exists(self.collection):
             return False
         recorded = self.client.get_collection(self.collection).config.metadata or {}
-        if recorded.get("access_control") and self._layout is not None:
-            self._layout["access_control"] = True
-        return bool(recorded.get("access_control"))
+        if recorded.get(ACCESS_MARK) and self._layout is not None:
+            self._layout[ACCESS_MARK] = True
+        return bool(recorded.get(ACCESS_MARK))
 
-    def _access(self, principal: Principal | None) -> models.Filter | None:
-        """The access filter for ``principal``; an error when an access-controlled collection is searched without one.
+    def _access(self, principal: Principal | None, filter=None) -> models.Filter | None:  # noqa: A002
+        """``filter`` within what ``principal`` may read; an error when an access-controlled collection is searched without one.
 
         Without a principal this reads the mark as this index last saw it (no extra Qdrant call); a search
-        that then meets a chunk with an access list refuses too and remembers it (``_retrieve``).
+        that then meets a chunk with an access list refuses too and remembers it (``_check_returned``).
         """
-        if principal is None and self._open()["access_control"]:
-            raise self._no_principal()
-        return access_filter(principal)
+        controlled = principal is None and self._open()[ACCESS_MARK]
+        return read_filter(principal, filter, access_controlled=controlled, collection=self.collection)
 
-    def _no_principal(self) -> AccessError:
-        return AccessError(
-            f"collection {self.collection!r} holds access-controlled documents ({ACCESS_FIELD}): pass "
-            "principal=Principal(user_id, groups) for the authenticated user, or, in trusted back-office code "
-            "only, principal=Principal.unrestricted_access()"
-        )
+    def _check_returned(self, principal: Principal | None, points) -> None:
+        try:
+            check_points(principal, (p.payload for p in points), INDEX_ACCESS_KEY, self.collection)
+        except AccessError:
+            self._open()[ACCESS_MARK] = True  # another writer added access lists since this index opened
+            raise
 
     def _remove_stale(self, doc_ids: list[str], current: list[str]) -> int:
         """Delete the points of these documents (payload ``doc_id``) that are not among their current chunks."""
@@ -554,19 +681,9 @@ class ResRankIndex:
             self.client.delete(self.collection, points_selector=models.FilterSelector(filter=selector), wait=True)
         return stale
 
-    def _remove_all_but(self, kept: set[str], keep_docs: set[str] = frozenset()) -> int:
-        """Delete every point whose id is not in ``kept`` nor of a document in ``keep_docs`` (gone from a synced source)."""
-        stale, offset = [], None
-        while True:
-            page, offset = self.client.scroll(
-                self.collection, limit=2048, offset=offset, with_payload=["doc_id"] if keep_docs else False,
-                with_vectors=False,
-            )
-            stale += [
-                p.id for p in page if str(p.id) not in kept and not (keep_docs and p.payload.get("doc_id") in keep_docs)
-            ]
-            if offset is None:
-                break
+    def _remove_all_but(self, kept: set[str]) -> int:
+        """Delete every point whose id is not in ``kept`` (gone from a synced source)."""
+        stale = [p.id for p in self._scroll_all(None) if str(p.id) not in kept]
         for start in range(0, len(stale), 1024):
             selector = models.PointIdsList(points=stale[start : start + 1024])
             self.client.delete(self.collection, points_selector=selector, wait=True)
@@ -609,7 +726,7 @@ class ResRankIndex:
         filter = check_filter(filter)  # noqa: A001
         layout = self._require_collection()
         # The access filter goes wherever the filter goes: the dense query, and every prefetch of hybrid search.
-        filter = combine_filters(filter, self._access(principal))  # noqa: A001
+        filter = self._access(principal, filter)  # noqa: A001
         dim = int(self.model.embedding_dim)
         if query_vector is None:
             query_vector = self.model.encode_query(query)
@@ -634,19 +751,8 @@ class ResRankIndex:
             )
         with single_threaded_blas():  # embedded Qdrant scores with numpy; see blas_threads.py
             points = self.client.query_points(self.collection, **request, **options).points
-        if principal is None and any(ACCESS_FIELD in (p.payload.get("metadata") or {}) for p in points):
-            layout["access_control"] = True  # another writer added access lists since this index opened
-            raise self._no_principal()
-        hits = [
-            SearchHit(
-                id=p.payload.get("chunk_id", p.payload["doc_id"]),
-                text=p.payload["text"],
-                metadata=p.payload.get("metadata") or {},
-                retrieval_score=float(p.score),
-                doc_id=p.payload["doc_id"],
-            )
-            for p in points
-        ]
+        self._check_returned(principal, points)
+        hits = [_hit(p, float(p.score)) for p in points]
         vectors = np.asarray([_dense(p.vector) for p in points], dtype=np.float32).reshape(len(points), dim)
         return hits, vectors, query_vector
 

@@ -7,8 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
-def read_jsonl(path: str | Path) -> Iterator[tuple[int, object]]:
-    """(line number, parsed value) for every non-blank line; undecodable bytes become U+FFFD."""
+def read_jsonl(path: str | Path, damaged: list[str] | None = None) -> Iterator[tuple[int, object]]:
+    """(line number, parsed value) for every non-blank line; undecodable bytes become U+FFFD.
+
+    A line that is not JSON raises, or, given a ``damaged`` list, is described there and skipped.
+    """
     with open(path, encoding="utf-8", errors="replace") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
@@ -16,4 +19,7 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, object]]:
             try:
                 yield number, json.loads(line)
             except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number} is not valid JSON ({error})") from None
+                message = f"{path}:{number} is not valid JSON ({error})"
+                if damaged is None:
+                    raise ValueError(message) from None
+                damaged.append(message)

@@ -47,7 +47,7 @@ def model():
 def index(model, chunks):
     store = ResRankIndex(model, "company", path=":memory:")
     store.index(chunks)
-    assert store.count() == len(chunks) < K  # every search below sees every chunk it may
+    assert store.count(principal=Principal.unrestricted_access()) == len(chunks) < K  # every search below sees every chunk it may
     return store
 
 
@@ -201,7 +201,7 @@ def demo_client(index, company):
     from demos.docqa.server import create_app
 
     qa = DocQA(index, Echo(), k=K, context_passages=3, users=USERS, source_root=company)
-    return TestClient(create_app(qa, {"corpus": "northwind", "documents": index.count(), "note": ""}))
+    return TestClient(create_app(qa, {"corpus": "northwind", "note": ""}))
 
 
 def test_demo_api_answers_bob_from_allowed_passages_only(demo_client):
@@ -264,3 +264,145 @@ def test_resrank_serve_has_no_retrieving_route():
     model = __import__("resrank_rag.testing", fromlist=["tiny_resrank"]).tiny_resrank()
     paths = {route.path for route in create_app(model).routes if route.path not in ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")}
     assert paths <= {"/v2/rerank", "/v1/rerank", "/rerank", "/v1/embeddings", "/embed", "/health", "/info", "/metrics"}
+
+
+# ---------------------------------------------------------------- issue 26: every path, not only search
+
+
+def test_count_scroll_and_delete_need_a_principal_and_see_only_what_it_may_read(index):
+    """Issue 26 (6): count(MatchText) without a principal answered whether forbidden text exists."""
+    lisbon = models.Filter(must=[models.FieldCondition(key="text", match=models.MatchText(text="Lisbon office closes"))])
+    for read in (lambda: index.count(lisbon), lambda: index.count(), lambda: list(index.scroll(lisbon)),
+                 lambda: index.delete(["hr/reorg-plan.docx"])):
+        with pytest.raises(AccessError, match="principal="):
+            read()
+    assert index.count(lisbon, principal=BOB) == 0 and index.count(lisbon, principal=ERIN) > 0
+    everything = index.count(principal=Principal.unrestricted_access())
+    bob_sees = list(index.scroll(principal=BOB, page_size=3))
+    assert len(bob_sees) == index.count(principal=BOB) < everything
+    assert bob_sees and not {doc_of(h.id) for h in bob_sees} & FORBIDDEN_FOR_BOB
+    assert not list(index.scroll(lisbon, principal=BOB))
+    assert index.delete(sorted(FORBIDDEN_FOR_BOB), principal=BOB) == 0  # nothing of it is Bob's to delete
+    assert index.count(principal=Principal.unrestricted_access()) == everything
+
+
+def test_the_llama_index_retriever_refuses_a_store_with_access_lists_without_a_principal(chunks, model):
+    """Issue 26 (5): over a QdrantVectorStore whose nodes carry allowed_groups it returned hr chunks."""
+    from llama_index.core import StorageContext, VectorStoreIndex
+    from llama_index.core.schema import TextNode
+    from llama_index.embeddings.resrank import ResRankEmbedding
+    from llama_index.retrievers.resrank import ResRankRetriever
+    from llama_index.vector_stores.qdrant import QdrantVectorStore
+    from qdrant_client import QdrantClient
+
+    store = QdrantVectorStore(collection_name="li-open", client=QdrantClient(location=":memory:"))
+    VectorStoreIndex([TextNode(text=c.text, metadata=c.metadata) for c in chunks],
+                     storage_context=StorageContext.from_defaults(vector_store=store), embed_model=ResRankEmbedding(model=model))
+    with pytest.raises(AccessError, match="principal="):
+        ResRankRetriever(store, model, k=K, top_n=K).retrieve(SALARY_SECRET)
+    found = ResRankRetriever(store, model, k=K, top_n=K, principal=Principal.unrestricted_access()).retrieve(SALARY_SECRET)
+    assert FORBIDDEN_FOR_BOB <= {n.node.metadata["source"] for n in found}
+
+
+async def test_the_llama_index_async_path_refuses_too(chunks, model):
+    from llama_index.core.schema import MetadataMode, TextNode
+    from llama_index.embeddings.resrank import ResRankEmbedding
+    from llama_index.retrievers.resrank import ResRankRetriever
+    from llama_index.vector_stores.qdrant import QdrantVectorStore
+    from qdrant_client import AsyncQdrantClient, QdrantClient
+
+    store = QdrantVectorStore(collection_name="li-async", client=QdrantClient(location=":memory:"),
+                              aclient=AsyncQdrantClient(location=":memory:"))
+    nodes = [TextNode(text=c.text, metadata=c.metadata) for c in chunks]
+    vectors = ResRankEmbedding(model=model).get_text_embedding_batch([n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes])
+    await store.async_add([n.model_copy(update={"embedding": v}) for n, v in zip(nodes, vectors)])
+    with pytest.raises(AccessError):
+        await ResRankRetriever(store, model, k=K, top_n=K).aretrieve(SALARY_SECRET)
+    found = await ResRankRetriever(store, model, k=K, top_n=K, principal=BOB).aretrieve(SALARY_SECRET)
+    assert found and not {n.node.metadata["source"] for n in found} & FORBIDDEN_FOR_BOB
+
+
+def langchain_view_of(index):
+    """The ResRankIndex collection read through langchain-qdrant, as a LangChain app would open it."""
+    from langchain_qdrant import QdrantVectorStore
+    from langchain_resrank import ResRankEmbeddings
+
+    return QdrantVectorStore(client=index.client, collection_name=index.collection, embedding=ResRankEmbeddings(model=index.model),
+                             content_payload_key="text", metadata_payload_key="metadata")
+
+
+def test_the_langchain_retriever_refuses_a_resrank_collection_read_through_langchain_qdrant(index):
+    """Issue 26 (5): reading a ResRankIndex collection (marked access-controlled) through langchain-qdrant
+    without a principal returned hr chunks."""
+    from langchain_resrank import ResRankRetriever
+
+    store = langchain_view_of(index)
+    with pytest.raises(AccessError, match="principal="):
+        ResRankRetriever(vector_store=store, k=K).invoke(SALARY_SECRET)
+    documents = ResRankRetriever(vector_store=store, k=K, principal=BOB).invoke(SALARY_SECRET)
+    assert documents and not {d.metadata["source"] for d in documents} & FORBIDDEN_FOR_BOB
+    alice = ResRankRetriever(vector_store=store, k=K).invoke(SALARY_SECRET, principal=ALICE)
+    assert FORBIDDEN_FOR_BOB & {d.metadata["source"] for d in alice}
+
+
+def test_cli_search_with_an_empty_group_is_a_usage_error(tmp_path):
+    """Issue 26 (15): `resrank search ... --group ''` printed a traceback."""
+    from typer.testing import CliRunner
+
+    from resrank_rag.cli import app
+
+    result = CliRunner().invoke(app, ["search", "q", "--collection", "kb", "--path", str(tmp_path), "--group", ""])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert "Invalid value for --group" in result.output and "non-empty" in result.output
+
+
+@pytest.fixture(scope="module")
+def forged_demo(tmp_path_factory, model):
+    """The company folder plus a public wiki.jsonl whose rows claim restricted files as their source and
+    path (or id), an HR file with a telling name that is empty, and an HR file the index does not read."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from demos.docqa.app import DemoSettings, build
+    from demos.docqa.server import create_app
+
+    folder = make_company_folder(tmp_path_factory.mktemp("forged"), broken=False)
+    (folder / "hr" / "salary-bands.txt").write_text("Salary bands, confidential. " + SALARY_SECRET)
+    (folder / "hr" / "layoffs-lisbon-2027-names.txt").write_text("")
+    (folder / "hr" / "passwords.csv").write_text("admin,hunter2\n")
+    rows = [
+        {"id": "wiki-1", "text": "The canteen opens at noon and serves soup.",
+         "metadata": {"source": "hr/salary-bands.txt", "path": "hr/salary-bands.txt"}},
+        {"id": "hr/passwords.csv", "text": "The canteen also sells coffee."},
+        {"id": "wiki-hr", "text": "Canteen staff get HR bonuses.", "allowed_groups": ["hr"]},
+    ]
+    (folder / "wiki.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    settings = DemoSettings(docs=folder, users=folder / "users.json", index_path=":memory:", k=K)
+    qa, info = build(settings, model=model, generator=Echo())
+    return TestClient(create_app(qa, info))
+
+
+def test_demo_source_decides_on_the_files_own_path_never_on_a_metadata_field(forged_demo):
+    """Issue 26 (1): a public JSONL row with "source": "hr/salary-bands.txt" made /api/source serve it to bob."""
+    for user in ("bob", None):
+        params = {"user": user} if user else {}
+        assert forged_demo.get("/api/source/hr/salary-bands.txt", params=params).status_code == 404
+        answer = forged_demo.post("/api/ask", json={"question": "When does the canteen open?", "user": user}).json()
+        urls = {c["url"] for c in answer["passages"] + answer["candidates"]}
+        assert not {u for u in urls if u and "hr/" in u}, urls
+        assert forged_demo.get("/api/source/wiki.jsonl", params=params).status_code == 404  # a row is hr-only
+    assert forged_demo.get("/api/source/hr/salary-bands.txt", params={"user": "alice"}).content.startswith(b"Salary")
+    assert forged_demo.get("/api/source/wiki.jsonl", params={"user": "alice"}).status_code == 200
+    for user in ("alice", "bob"):  # a row's id is no file: passwords.csv was never indexed
+        assert forged_demo.get("/api/source/hr/passwords.csv", params={"user": user}).status_code == 404
+
+
+def test_demo_info_shows_each_user_only_their_own_view(forged_demo):
+    """Issue 26 (7): /api/info gave anonymous callers the corpus-wide chunk count and problems naming hr files."""
+    views = {user: forged_demo.get("/api/info", params={"user": user} if user else {}).json()
+             for user in (None, "bob", "alice")}
+    assert views[None]["documents"] <= views["bob"]["documents"] < views["alice"]["documents"]
+    for user in (None, "bob"):
+        assert "layoffs" not in json.dumps(views[user])
+    assert any("hr/layoffs-lisbon-2027-names.txt: empty" in p for p in views["alice"]["problems"])
+    assert forged_demo.get("/api/info", params={"user": "mallory"}).status_code == 403

@@ -171,7 +171,7 @@ def test_build_indexes_a_beir_corpus_and_the_terminal_mode_chats(tiny, tmp_path,
     (tmp_path / "corpus.jsonl").write_text("\n".join(json.dumps(row) for row in rows))
     settings = DemoSettings(data=tmp_path, limit=5, k=4, index_path=":memory:")
     qa, info = build(settings, model=tiny, generator=ScriptedGenerator("Hotels cost 150 euros [1]."))
-    assert info["documents"] == 5 and info["corpus"] == f"BEIR {tmp_path.name}"
+    assert qa.view(None)["documents"] == 5 and info["corpus"] == f"BEIR {tmp_path.name}"
     assert "untrained" in info["model"] and "135M" not in info["note"]
     typed = iter(["What is the hotel limit?", "and meals?", ""])
     monkeypatch.setattr("builtins.input", lambda prompt="": next(typed))

@@ -31,7 +31,8 @@ def test_a_mixed_folder_reads_with_pages_sections_titles_and_per_file_problems(c
         "broken/corrupt.pdf": ("corrupt", True), "broken/locked.pdf": ("encrypted", True),
         "broken/corrupt.docx": ("corrupt", True), "broken/scan.pdf": ("scanned", False), "broken/empty.md": ("empty", False),
     }
-    assert sorted(report.unread_ids) == ["broken/corrupt.docx", "broken/corrupt.pdf", "broken/locked.pdf"]
+    assert sorted(u.path for u in report.unread) == ["broken/corrupt.docx", "broken/corrupt.pdf", "broken/locked.pdf"]
+    assert all(u.allowed_groups == ["*"] for u in report.unread)  # the list that governs them now
     summary = report.summary()
     assert "read 8 files into 8 documents; 3 skipped, 2 with warnings; 1 files of other types ignored" in summary
     assert "broken/locked.pdf: encrypted: password-protected" in summary and "ocrmypdf" in summary
@@ -69,13 +70,15 @@ def test_access_lists_from_sidecars_folders_jsonl_and_the_caller(company):
     assert loose["handbook.md"] == ["staff"] and loose["hr/salary-bands-2027.pdf"] == ["hr"]
 
 
-def test_an_unreadable_access_list_skips_the_file_and_keeps_nothing_of_it(company):
+def test_an_unreadable_access_list_hides_the_file_and_names_the_list(company):
     (company / "hr" / "reorg-plan.docx.access.json").write_text("{not json")
     documents, report = read(company)
-    assert "hr/reorg-plan.docx" not in documents
-    (problem,) = [p for p in report.problems if p.path == "hr/reorg-plan.docx"]
-    assert problem.kind == "access" and problem.skipped and "reorg-plan.docx.access.json" in problem.message
-    assert "hr/reorg-plan.docx" not in report.unread_ids  # sync removes it rather than keep older, wider access
+    assert documents["hr/reorg-plan.docx"].metadata["allowed_groups"] == []  # no one may read it, not a wider list
+    (problem,) = [p for p in report.problems if p.kind == "access"]
+    assert problem.path == "hr/reorg-plan.docx.access.json" and not problem.skipped and "unreadable" in problem.message
+    assert problem.allowed_groups == []
+    with pytest.raises(DocumentError, match="reorg-plan.docx.access.json: access: access list unreadable"):
+        list(read_documents(company / "hr"))  # without a report: a clear error
 
 
 def test_without_a_report_a_bad_file_raises_a_clear_error(tmp_path):
@@ -100,7 +103,7 @@ def test_cli_indexes_a_mixed_folder_reports_each_file_and_sync_keeps_unreadable_
 
     with ResRankIndex(tiny, "kb", path=str(tmp_path / "qdrant")) as store:
         hits = store.search("trains", k=50, top_n=50, principal=Principal.unrestricted_access())
-        before = store.count()
+        before = store.count(principal=Principal.unrestricted_access())
     pages = {(h.metadata["source"], h.metadata.get("page")) for h in hits}
     assert {("policies/travel-policy.pdf", n) for n in (1, 2, 3)} <= pages
     assert {h.metadata["source"] for h in hits}.isdisjoint({"broken/corrupt.pdf", "broken/locked.pdf"})
@@ -110,7 +113,7 @@ def test_cli_indexes_a_mixed_folder_reports_each_file_and_sync_keeps_unreadable_
     assert again.exit_code == 0, again.output
     assert "policies/travel-policy.pdf: corrupt" in again.output and "0 removed" in again.output
     with ResRankIndex(tiny, "kb", path=str(tmp_path / "qdrant")) as store:
-        assert store.count() == before  # what was indexed of the unreadable file stays
+        assert store.count(principal=Principal.unrestricted_access()) == before  # what was indexed of the unreadable file stays
 
     empty = tmp_path / "nothing"
     empty.mkdir()

@@ -46,8 +46,8 @@ def test_read_documents_handles_txt_md_and_both_jsonl_forms(tmp_path):
     documents = {d.id: d for d in read_documents(tmp_path)}
     assert set(documents) == {"guides/volcano.md", "chess.txt", "beir-1", "plain-2"}
     assert documents["beir-1"].text == "Apples Orchards harvest apples in autumn."
-    assert documents["beir-1"].metadata == {"title": "Apples"}
-    assert documents["plain-2"].metadata == {"lang": "en"}
+    assert documents["beir-1"].metadata == {"title": "Apples", "path": "extra.jsonl"}  # the file it was read from
+    assert documents["plain-2"].metadata == {"lang": "en", "path": "extra.jsonl"}
     assert documents["guides/volcano.md"].metadata == {"path": "guides/volcano.md", "source": "guides/volcano.md", "title": "Volcanoes"}
     chunks = load_chunks(tmp_path, chunk_size=40, overlap=10)
     assert [c.id for c in chunks if c.id.startswith("chess")] == ["chess.txt#0", "chess.txt#1", "chess.txt#2"]

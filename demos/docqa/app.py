@@ -109,7 +109,7 @@ def build(settings: DemoSettings, model=None, generator=None) -> tuple[DocQA, di
     source_root = settings.docs if settings.docs is not None and settings.docs.is_dir() else None
     qa = DocQA(
         index, generator, k=settings.k, context_passages=settings.context_passages, first_stage=settings.first_stage,
-        users=users, source_root=source_root,
+        users=users, source_root=source_root, problems=report.problems,
     )
     untrained, ranking = describe_ranking(model)
     note = (
@@ -118,16 +118,14 @@ def build(settings: DemoSettings, model=None, generator=None) -> tuple[DocQA, di
            "check the cited passages. Plug in a better LLM with --llm." if isinstance(generator, SmolLM2Generator) else ".")
         + (" " + ranking).rstrip()
     )
-    info = {
+    info = {  # the same for every user: /api/info adds what each may read (chunks, file problems)
         "corpus": label,
-        "documents": len(chunks),
         "model": model.name + (" (untrained)" if untrained else ""),
         "precision": model.precision,
         "first_stage": settings.first_stage,
         "k": settings.k,
         "generator": generator.name,
         "note": note,
-        "problems": [str(problem) for problem in report.problems],
     }
     return qa, info
 

@@ -16,9 +16,14 @@ from qdrant_client import models
 
 from demos.docqa.citations import cite, source_label
 from demos.docqa.generate import SYSTEM_PROMPT, Generator, passages_prompt
+from resrank_rag.access import admits
 from resrank_rag.backbones import cache_dir
+from resrank_rag.documents import FileProblem
 from resrank_rag.embedding_cache import EmbeddingCache
 from resrank_rag.index import Document, Principal, ResRankIndex, content_hash
+
+BUILDER = Principal.unrestricted_access("demo builder")
+"""The demo's own indexing code reads the whole collection; users never search as it."""
 
 
 @dataclass
@@ -80,12 +85,19 @@ def open_index(model, chunks: Sequence[Document], label: str, path: str | None =
     path = path or str(cache_dir() / "demo" / "qdrant")
     cache = EmbeddingCache(model, ":memory:" if path == ":memory:" else None)
     index = ResRankIndex(model, collection_name(chunks, label), path=path, embedding_cache=cache)
-    if index.count() != len(chunks):
+    if index.count(principal=BUILDER) != len(chunks):
         index.index(chunks, show_progress_bar=len(chunks) > 64)
         for collection in index.client.get_collections().collections:  # earlier versions of this corpus
             if collection.name.startswith(f"demo-{label}-") and collection.name != index.collection:
                 index.client.delete_collection(collection.name)
     return index
+
+
+def _of_file(doc_id: str, path) -> bool:
+    """Whether a document id is the file ``path`` itself or one of its chunks (``path#n``)."""
+    if not isinstance(path, str):
+        return False
+    return doc_id == path or (doc_id.startswith(path + "#") and doc_id[len(path) + 1 :].isdigit())
 
 
 class Stopwatch:
@@ -115,8 +127,10 @@ class DocQA:
         first_stage: str = "hybrid",
         users: dict[str, list[str]] | None = None,
         source_root: Path | None = None,
+        problems: Sequence[FileProblem] = (),
     ):
-        """``users`` maps demo user names to their groups; ``source_root`` is the indexed folder (source links)."""
+        """``users`` maps demo user names to their groups; ``source_root`` is the indexed folder (source links);
+        ``problems`` the files that could not be read (each user sees those of files they may read)."""
         if not 1 <= context_passages <= k:
             raise ValueError(f"need 1 <= context_passages <= k, got {context_passages} and {k}")
         self.index = index
@@ -126,6 +140,7 @@ class DocQA:
         self.first_stage = first_stage
         self.users = {name: sorted(groups) for name, groups in (users or {}).items()}
         self.source_root = source_root
+        self.problems = list(problems)
         self.lock = threading.Lock()
 
     def principal(self, user: str | None) -> Principal | None:
@@ -139,15 +154,36 @@ class DocQA:
             raise PermissionError(f"unknown user {user!r}; the demo knows {', '.join(sorted(self.users)) or 'none'}")
         return Principal(user, self.users[user])
 
-    def source_url(self, source: str, page: int | None) -> str | None:
-        if self.source_root is None:
+    def source_url(self, hit) -> str | None:
+        """The link to the file a hit was read from, when the hit is that file or a chunk of it: from ``path``
+        (set by the reader, whatever a JSONL row says), never from a free-text field such as ``source``."""
+        path = hit.metadata.get("path")
+        if self.source_root is None or not _of_file(hit.doc_id, path):
             return None
-        return f"/api/source/{quote(source)}" + (f"#page={page}" if page else "")
+        page = hit.metadata.get("page")
+        return f"/api/source/{quote(path)}" + (f"#page={page}" if page else "")
 
-    def readable(self, source: str, principal: Principal | None) -> bool:
-        """Whether ``principal`` may read some indexed chunk of the file ``source``."""
-        condition = models.FieldCondition(key="metadata.source", match=models.MatchValue(value=source))
-        return self.index.count(models.Filter(must=[condition]), principal=principal) > 0
+    def readable(self, path: str, principal: Principal | None) -> bool:
+        """Whether ``principal`` may read the file ``path``: it was indexed, and every chunk read from it is
+        one they may read (a JSONL file whose rows have narrower lists stays closed)."""
+        read_from = models.Filter(must=[models.FieldCondition(key="metadata.path", match=models.MatchValue(value=path))])
+        indexed = self.index.count(read_from, principal=BUILDER)
+        return indexed > 0 and self.index.count(read_from, principal=principal) == indexed
+
+    def view(self, user: str | None) -> dict:
+        """What ``user`` may know of the corpus: how many chunks they may read, and the problems of their files."""
+        principal = self.principal(user)
+        viewer = principal or Principal("anonymous")
+
+        def shown(problem: FileProblem) -> bool:
+            if problem.allowed_groups is None:  # no list: seen by all only while no document has one
+                return principal is None
+            return admits(viewer, problem.allowed_groups)
+
+        return {
+            "documents": self.index.count(principal=principal),
+            "problems": [str(problem) for problem in self.problems if shown(problem)],
+        }
 
     def rank(self, query: str, watch: Stopwatch, principal: Principal | None = None) -> tuple[list[Candidate], np.ndarray]:
         """First-stage top-k reranked by ResRank from their stored vectors: candidates and vectors, ResRank order.
@@ -171,7 +207,7 @@ class DocQA:
                 page=hits[r.index].metadata.get("page"),
                 section=hits[r.index].metadata.get("section"),
                 label=source_label(hits[r.index].metadata, hits[r.index].doc_id),
-                url=self.source_url(str(hits[r.index].metadata.get("source", "")), hits[r.index].metadata.get("page")),
+                url=self.source_url(hits[r.index]),
             )
             for place, r in enumerate(ranked, 1)
         ]

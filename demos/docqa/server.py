@@ -32,7 +32,7 @@ class Question(BaseModel):
 
 
 def create_app(qa: DocQA, info: dict) -> FastAPI:
-    """The app; ``info`` (corpus, model, notes) is shown on the page.
+    """The app; ``info`` (corpus, model, notes: the same for everyone) is shown on the page.
 
     The demo has no login: the page picks a demo user and the server looks up that user's groups
     (``qa.users``), never taking groups from the request. See docs/security.md before deploying anything like it.
@@ -44,8 +44,13 @@ def create_app(qa: DocQA, info: dict) -> FastAPI:
         return FileResponse(PAGE, media_type="text/html")
 
     @app.get("/api/info")
-    def about() -> dict:
-        return {**info, "users": sorted(qa.users), "access_control": qa.index.access_controlled()}
+    def about(user: str | None = None) -> dict:
+        """The page's facts, with the chunk count and file problems of what ``user`` may read."""
+        try:
+            view = qa.view(user)
+        except PermissionError as error:
+            raise HTTPException(403, str(error)) from None
+        return {**info, **view, "users": sorted(qa.users), "access_control": qa.index.access_controlled()}
 
     @app.get("/api/source/{path:path}", include_in_schema=False)
     def source(path: str, user: str | None = None) -> FileResponse:

@@ -42,7 +42,7 @@ def index(
     from resrank_rag import ResRank
     from resrank_rag.documents import SUFFIXES, ReadReport, read_documents
     from resrank_rag.embedding_cache import EmbeddingCache
-    from resrank_rag.index import ResRankIndex
+    from resrank_rag.index import Principal, ResRankIndex
 
     if overlap >= chunk_size:
         raise typer.BadParameter("--overlap must be smaller than --chunk-size")
@@ -54,27 +54,35 @@ def index(
         first = next(documents, None)
     except (ValueError, ImportError) as error:
         raise typer.BadParameter(str(error)) from None
-    if first is None:
+    nothing = f"{source} holds no readable documents ({' '.join(SUFFIXES)})"
+    if first is None and not report.unread:
         typer.echo(report.summary(), err=True)
-        raise typer.BadParameter(f"{source} holds no readable documents ({' '.join(SUFFIXES)})")
+        raise typer.BadParameter(nothing)
+    documents = itertools.chain([first] if first is not None else [], documents)
     ranker = ResRank.from_pretrained(model)
     embedding_cache = EmbeddingCache(ranker) if cache else None
     with ResRankIndex(ranker, collection, path=path, url=url, api_key=api_key, embedding_cache=embedding_cache) as store:
         options = dict(
             batch_size=batch_size, show_progress_bar=not source.is_dir(), chunk_size=chunk_size, overlap=overlap
         )
+        # Files unreadable this time keep what was indexed of them, under the access list that governs them now:
+        # that list applies even when nothing else could be read.
         try:
-            if sync:  # files unreadable this time keep what was indexed of them
-                result = store.sync(itertools.chain([first], documents), keep=report.unread_ids, **options)
+            if sync:
+                result = store.sync(documents, keep=report.unread, **options)
             else:
-                result = store.index(itertools.chain([first], documents), **options)
+                result = store.index(documents, keep=report.unread, **options)
         except (ValueError, ImportError) as error:
-            raise typer.BadParameter(str(error)) from None
+            typer.echo(report.summary(), err=True)
+            raise typer.BadParameter(nothing if first is None else str(error)) from None
         typer.echo(report.summary(), err=True)
+        if first is None and not sync and not result:
+            raise typer.BadParameter(nothing)
+        points = store.count(principal=Principal.unrestricted_access("resrank index"))  # whoever indexes reads it all
         if not sync:
-            typer.echo(f"{result} chunks encoded or updated; collection {collection!r} holds {store.count()} points")
+            typer.echo(f"{result} chunks encoded or updated; collection {collection!r} holds {points} points")
             return
         typer.echo(
             f"{result.documents} documents in {result.chunks} chunks, {result.written} encoded or updated, "
-            f"{result.removed} removed; collection {collection!r} holds {store.count()} points"
+            f"{result.removed} removed; collection {collection!r} holds {points} points"
         )

@@ -33,10 +33,13 @@ def search(
 
     if group and all_documents:
         raise typer.BadParameter("give --group or --all-documents, not both")
-    principal = Principal("cli", group) if group else Principal.unrestricted_access("cli") if all_documents else None
+    try:
+        principal = Principal("cli", group) if group else Principal.unrestricted_access("cli") if all_documents else None
+    except (TypeError, ValueError) as error:
+        raise typer.BadParameter(f"{error}; e.g. --group staff --group hr", param_hint="--group") from None
 
     with ResRankIndex(ResRank.from_pretrained(model, precision=precision), collection, path=path, url=url, api_key=api_key) as store:
-        if store.count() == 0:
+        if not store.client.collection_exists(collection):
             raise typer.BadParameter(
                 f"collection {collection!r} is empty or missing; run `resrank index PATH --collection {collection}`"
             )

@@ -15,6 +15,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 from langchain_resrank._models import check_cache, load_model
 from langchain_resrank._qdrant import holds_model_vectors, stored_vectors
 from resrank_rag import DEFAULT_MODEL, ResRank
+from resrank_rag.access import Principal, check_principal
 from resrank_rag.embedding_cache import EmbeddingCache
 
 
@@ -23,8 +24,9 @@ class ResRankCompressor(BaseDocumentCompressor):
 
     Each returned document is a copy whose metadata gains ``relevance_score`` (a float cosine score);
     the caller's documents are never changed. Passage vectors come from ``vector_store`` when the
-    documents came from it and it holds this model's vectors (no encoding at all), otherwise from
-    ``cache`` (an ``EmbeddingCache``; default: the user cache folder), which encodes each text once.
+    documents came from it, it holds this model's vectors and ``principal`` may read them there (no
+    encoding at all; a store with access lists gives none without a principal), otherwise from ``cache``
+    (an ``EmbeddingCache``; default: the user cache folder), which encodes each text once.
 
     Example:
         ```python
@@ -54,6 +56,8 @@ class ResRankCompressor(BaseDocumentCompressor):
     vector_store: QdrantVectorStore | None = Field(default=None, exclude=True)
     """The store the documents came from, to reuse its vectors instead of encoding passages."""
     cache: EmbeddingCache | None = Field(default=None, exclude=True)
+    principal: Principal | None = Field(default=None, exclude=True)
+    """Whose access the stored vectors are read with (``rerank(..., principal=)`` replaces it)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", protected_namespaces=())
     _use_store: bool = PrivateAttr(default=False)
@@ -68,6 +72,7 @@ class ResRankCompressor(BaseDocumentCompressor):
         elif self.precision is not None:
             raise ValueError("precision only applies when loading by model_name; load the model with ResRank.from_pretrained(..., precision=)")
         check_cache(self.cache, self.model)
+        check_principal(self.principal)
         if self.cache is None:
             self.cache = EmbeddingCache(self.model)
         if self.vector_store is not None:
@@ -89,10 +94,12 @@ class ResRankCompressor(BaseDocumentCompressor):
         *,
         vectors: np.ndarray | None = None,
         query_vector: np.ndarray | None = None,
+        principal: Principal | None = None,
     ) -> list[Document]:
         """All ``documents`` (or the best ``top_n``) best first, as scored copies above ``score_threshold``.
 
-        ``vectors`` (one per document) and ``query_vector`` skip fetching and encoding when the caller has them.
+        ``vectors`` (one per document) and ``query_vector`` skip fetching and encoding when the caller has them;
+        ``principal`` (default: the compressor's) reads the stored ones.
         """
         documents = list(documents)
         if not documents:
@@ -101,7 +108,7 @@ class ResRankCompressor(BaseDocumentCompressor):
             query,
             [d.page_content for d in documents],
             top_n=top_n,
-            vectors=self._vectors(documents) if vectors is None else vectors,
+            vectors=self._vectors(documents, check_principal(principal) or self.principal) if vectors is None else vectors,
             query_vector=query_vector,
             ordered=self.ordered,
         )
@@ -113,8 +120,8 @@ class ResRankCompressor(BaseDocumentCompressor):
             if self.score_threshold is None or r.score >= self.score_threshold
         ]
 
-    def _vectors(self, documents: list[Document]) -> np.ndarray:
-        found = stored_vectors(self.vector_store, documents) if self._use_store else {}
+    def _vectors(self, documents: list[Document], principal: Principal | None) -> np.ndarray:
+        found = stored_vectors(self.vector_store, documents, principal) if self._use_store else {}
         missing = [i for i in range(len(documents)) if i not in found]
         if missing:
             found.update(zip(missing, self.cache.encode([documents[i].page_content for i in missing]), strict=True))

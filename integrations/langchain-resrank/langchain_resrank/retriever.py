@@ -12,14 +12,14 @@ from langchain_qdrant import QdrantVectorStore, RetrievalMode
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from langchain_resrank._models import load_model
-from langchain_resrank._qdrant import check_filter, holds_model_vectors, search_with_vectors
+from langchain_resrank._qdrant import access_key, holds_model_vectors, search_with_vectors
 from langchain_resrank.compressor import ResRankCompressor
 from langchain_resrank.embeddings import ResRankEmbeddings
 from resrank_rag import DEFAULT_MODEL, ResRank
-from resrank_rag.access import ACCESS_FIELD, Principal, access_filter, check_principal, combine_filters
+from resrank_rag.access import Principal, check_points, check_principal, store_read_filter
 from resrank_rag.adapters import positive_int as _positive
 from resrank_rag.embedding_cache import EmbeddingCache
-from resrank_rag.index import ResRankIndex, SearchHit
+from resrank_rag.index import PAYLOAD_FIELDS, ResRankIndex, SearchHit, check_filter
 
 STORE_SEARCH_KWARGS = {"k", "filter", "search_params", "score_threshold", "consistency"}
 """``search_kwargs`` a ``QdrantVectorStore`` first stage understands (as in ``similarity_search``)."""
@@ -37,7 +37,8 @@ class ResRankRetriever(BaseRetriever):
     and one Qdrant call returns the candidates with their vectors (for a dense store of this model's vectors).
     ``principal`` (a ``resrank_rag.access.Principal``, also per call: ``invoke(query, principal=user)``)
     admits only documents whose ``metadata.allowed_groups`` hold one of its groups or ``"*"``, as a Qdrant
-    filter of the first stage on every source (docs/security.md).
+    filter of the first stage on every source, and a source holding access lists refuses a search without
+    one (docs/security.md).
 
     Example:
         ```python
@@ -94,12 +95,9 @@ class ResRankRetriever(BaseRetriever):
         if unknown:
             source = "index=" if self.index is not None else "vector_store="
             raise ValueError(f"search_kwargs {unknown} cannot apply with {source}; it takes {sorted(allowed)}")
-        check_filter(self.search_kwargs.get("filter"))
+        # A key outside a ResRankIndex payload fails now, not at the first query; any key can apply to a store.
+        check_filter(self.search_kwargs.get("filter"), PAYLOAD_FIELDS if self.index is not None else None)
         check_principal(self.principal)
-        if self.index is not None:
-            from resrank_rag.index import check_filter as check_index_filter
-
-            check_index_filter(self.search_kwargs.get("filter"))
         if "k" in self.search_kwargs:
             k = _positive(self.search_kwargs["k"], "search_kwargs['k']")
             if "k" in self.model_fields_set and k != self.k:
@@ -133,14 +131,18 @@ class ResRankRetriever(BaseRetriever):
                 ordered=self.ordered,
             )
             return [_document(hit) for hit in hits]
-        key = f"{self.vector_store.metadata_payload_key}.{ACCESS_FIELD}"
-        options["filter"] = combine_filters(options.get("filter"), access_filter(principal, key=key))
+        store = self.vector_store
         if not self._direct:  # another embedding model, or a sparse/hybrid store: its own search, then rerank
-            candidates = self.vector_store.similarity_search(query, k=k, **options)
-            return self._compressor.rerank(candidates, query, top_n)
+            options["filter"] = store_read_filter(
+                store.client, store.collection_name, principal, options.get("filter"), key=access_key(store)
+            )
+            candidates = store.similarity_search(query, k=k, **options)
+            payloads = ({store.metadata_payload_key: d.metadata} for d in candidates)
+            check_points(principal, payloads, access_key(store), store.collection_name)
+            return self._compressor.rerank(candidates, query, top_n, principal=principal)
         query_vector = self.model.encode_query(query)
         options["query_filter"] = options.pop("filter", None)
-        candidates, vectors = search_with_vectors(self.vector_store, query_vector, k, **options)
+        candidates, vectors = search_with_vectors(store, query_vector, k, principal, **options)
         return self._compressor.rerank(candidates, query, top_n, vectors=vectors, query_vector=query_vector)
 
     async def _aget_relevant_documents(

@@ -115,3 +115,22 @@ def test_model_takes_a_name_or_an_instance_and_device_only_with_a_name(trained, 
     assert by_name.model_name == str(tmp_path / "ckpt") and by_name.model.encoder_fingerprint == trained.encoder_fingerprint
     with pytest.raises(ValueError, match="device only applies when loading by model_name"):
         ResRankRerank(model=trained, device="cpu", cache=":memory:")
+
+
+def test_a_query_engine_over_another_embedder_of_the_same_dimension_reranks_with_our_query_vector(trained, documents, make_qdrant_index):
+    """Issue 26 (2): the retriever of a VectorStoreIndex built with another embedder stores that embedder's
+    query vector in the QueryBundle; the postprocessor (no vector_store= given) must encode the query itself."""
+    from llama_index.core.llms import MockLLM
+
+    other = tiny_resrank(seed=9)  # the same dimension, another encoder
+    assert other.embedding_dim == trained.embedding_dim and other.encoder_fingerprint != trained.encoder_fingerprint
+    index, _ = make_qdrant_index(documents, ResRankEmbedding(model=other, cache=":memory:"))
+    question = "Which tower is in Paris?"
+    engine = index.as_query_engine(
+        llm=MockLLM(max_tokens=8), similarity_top_k=6, node_postprocessors=[ResRankRerank(model=trained, top_n=6, cache=":memory:")]
+    )
+    reranked = engine.query(question).source_nodes
+    retrieved = [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in index.as_retriever(similarity_top_k=6).retrieve(question)]
+    expected = trained.rerank(question, retrieved)  # our query vector, the nodes in the order the engine passed them
+    assert [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in reranked] == [r.text for r in expected]
+    np.testing.assert_allclose([n.score for n in reranked], [r.score for r in expected], atol=1e-5)

@@ -115,7 +115,7 @@ async def test_async_equals_sync_and_runs_off_the_event_loop(rerank, tiny, monke
 
 def test_node_embeddings_are_never_re_encoded(tiny, count_encodes):
     nodes = make_nodes(tiny)
-    query_vector = tiny.encode_query(QUERY).tolist()
+    query_vector = ResRankEmbedding(model=tiny, cache=":memory:").get_query_embedding(QUERY)  # provably this encoder's
     counter = count_encodes(tiny)
     rerank = ResRankRerank(model=tiny, top_n=3, cache=":memory:")
     reranked = rerank.postprocess_nodes(nodes, QueryBundle(QUERY, embedding=query_vector))

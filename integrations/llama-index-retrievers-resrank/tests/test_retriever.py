@@ -136,18 +136,23 @@ def test_core_index_path_honours_qdrant_filters_too(tiny):
     assert both_fail.retrieve("water") == []  # both filters apply, neither replaces the other
 
 
-def test_a_query_bundle_embedding_is_used_instead_of_encoding(tiny, count_encodes, qdrant, embed_cache):
+def test_a_query_bundle_embedding_of_this_encoder_is_used_instead_of_encoding(tiny, count_encodes, qdrant, embed_cache):
     from llama_index.core.schema import QueryBundle
 
+    from resrank_rag.testing import tiny_resrank
+
     index = core_index(tiny)
-    bundle = QueryBundle(query_str=QUERY, embedding=tiny.encode_query(QUERY).tolist())
+    bundle = QueryBundle(query_str=QUERY, embedding=ResRankEmbedding(model=tiny, cache=embed_cache).get_query_embedding(QUERY))
     counter = count_encodes(tiny)
     for store in (index, qdrant[1]):
         assert ResRankRetriever(store, tiny, k=4, top_n=2, cache=embed_cache).retrieve(bundle)
     assert (counter.passages, counter.queries) == (0, 0)
-    wrong = QueryBundle(query_str=QUERY, embedding=[0.1, 0.2])
-    with pytest.raises(ValueError, match="2 dimensions"):
-        ResRankRetriever(index, k=4, cache=embed_cache).retrieve(wrong)
+    plain = [(n.node.node_id, n.score) for n in ResRankRetriever(index, k=4, cache=embed_cache).retrieve(QUERY)]
+    other = tiny_resrank(seed=9).encode_query(QUERY).tolist()  # another encoder, the same dimension
+    for foreign in ([0.1, 0.2], other):  # not this encoder's: the query is encoded instead
+        found = ResRankRetriever(index, k=4, cache=embed_cache).retrieve(QueryBundle(query_str=QUERY, embedding=foreign))
+        assert [n.node.node_id for n in found] == [i for i, _ in plain]
+        np.testing.assert_allclose([n.score for n in found], [s for _, s in plain], atol=1e-6)
 
 
 def test_qdrant_path_honours_metadata_filters_with_the_stores_builder(tiny, qdrant, count_encodes, embed_cache):

@@ -9,7 +9,7 @@ from typing import Any, List, Optional, Union
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from resrank_rag import DEFAULT_MODEL, ResRank
-from resrank_rag.adapters import load_model, open_cache
+from resrank_rag.adapters import encode_query, load_model, open_cache
 from resrank_rag.embedding_cache import EmbeddingCache
 
 
@@ -62,7 +62,8 @@ class ResRankEmbedding(BaseEmbedding):
         return self._cache
 
     def _get_query_embedding(self, query: str) -> Embedding:
-        return self._model.encode_query(query).tolist()
+        """The query's vector, remembered so that ``ResRankRerank`` can tell it is this encoder's and reuse it."""
+        return encode_query(self._model, query).tolist()
 
     def _get_text_embedding(self, text: str) -> Embedding:
         return self._get_text_embeddings([text])[0]

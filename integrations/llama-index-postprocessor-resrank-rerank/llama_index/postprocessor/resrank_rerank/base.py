@@ -15,6 +15,7 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 from resrank_rag import DEFAULT_MODEL, ResRank
+from resrank_rag.access import ACCESS_FIELD, Principal, check_principal
 from resrank_rag.adapters import (
     acollection_fingerprint,
     afetch_vectors,
@@ -23,6 +24,7 @@ from resrank_rag.adapters import (
     load_model,
     made_by,
     open_cache,
+    query_vector,
 )
 from resrank_rag.embedding_cache import EmbeddingCache
 
@@ -38,8 +40,12 @@ class ResRankRerank(BaseNodePostprocessor):
     ``vector_store`` the nodes were retrieved from (looked up by node id), or from the core
     ``EmbeddingCache`` (encoding only texts it has never seen). The store's vectors are used only once
     they are known to be this model's encoder's: from the collection's model record, or by comparing one
-    stored vector with this encoder's vector of the same text (once per collection). The caller's nodes
-    are never changed: results are new ``NodeWithScore`` objects, copies where metadata is added.
+    stored vector with this encoder's vector of the same text (once per collection), and only of the nodes
+    ``principal`` may read there (none, from a store with access lists, without a principal: their texts
+    are encoded instead). The ``QueryBundle``'s embedding is used only when it is provably this encoder's
+    vector of the query (``ResRankEmbedding`` made it); another embedder's is replaced by encoding the
+    query. The caller's nodes are never changed: results are new ``NodeWithScore`` objects, copies where
+    metadata is added.
     """
 
     model_name: str = Field(default=DEFAULT_MODEL, description="ResRank model name or checkpoint folder.")
@@ -64,6 +70,7 @@ class ResRankRerank(BaseNodePostprocessor):
     _model: ResRank = PrivateAttr()
     _cache: EmbeddingCache = PrivateAttr()
     _vector_store: Any = PrivateAttr()
+    _principal: Optional[Principal] = PrivateAttr(default=None)
     _store_is_ours: Dict[str, bool] = PrivateAttr(default_factory=dict)
 
     def __init__(
@@ -79,6 +86,7 @@ class ResRankRerank(BaseNodePostprocessor):
         keep_retrieval_score: bool = False,
         use_stored_embeddings: bool = True,
         vector_store: Any = None,
+        principal: Optional[Principal] = None,
         cache: Union[EmbeddingCache, str, Path, None] = None,
         **kwargs: Any,
     ) -> None:
@@ -98,6 +106,7 @@ class ResRankRerank(BaseNodePostprocessor):
         self._model = loaded
         self._cache = open_cache(loaded, cache)
         self._vector_store = vector_store
+        self._principal = check_principal(principal)
 
     @classmethod
     def class_name(cls) -> str:
@@ -125,7 +134,10 @@ class ResRankRerank(BaseNodePostprocessor):
         if self.use_stored_embeddings and store is not None and async_client(store) is not None:
             missing = [n.node.node_id for n in nodes if n.node.embedding is None]
             if missing:
-                fetched = await afetch_vectors(async_client(store), store.collection_name, missing, store.dense_vector_name)
+                fetched = await afetch_vectors(
+                    async_client(store), store.collection_name, missing, store.dense_vector_name,
+                    principal=self._principal, access_key=ACCESS_FIELD,
+                )
                 record = None
                 if store.collection_name not in self._store_is_ours:
                     record = await acollection_fingerprint(async_client(store), store.collection_name)
@@ -176,12 +188,10 @@ class ResRankRerank(BaseNodePostprocessor):
         return reranked
 
     def _query_vector(self, query_bundle: QueryBundle) -> Optional[np.ndarray]:
-        embedding = query_bundle.embedding
-        store = self._vector_store
-        foreign = store is not None and self._store_is_ours.get(store.collection_name) is False
-        if self.use_stored_embeddings and not foreign and embedding is not None and len(embedding) == self._model.embedding_dim:
-            return np.asarray(embedding, dtype=np.float32)
-        return None  # the model encodes the query itself (the bundle's came from the store's other encoder)
+        """The bundle's embedding when it is this encoder's vector of the query, else the query encoded."""
+        if not self.use_stored_embeddings:
+            return None  # the model encodes the query itself
+        return query_vector(self._model, query_bundle.query_str, query_bundle.embedding)
 
     def _stored_vectors(self, nodes: List[NodeWithScore]) -> Dict[str, Any]:
         """Vectors the vector store holds for nodes without an embedding, when they are this model's."""
@@ -192,7 +202,9 @@ class ResRankRerank(BaseNodePostprocessor):
         if not missing:
             return {}
         client = sync_client(store)
-        fetched = fetch_vectors(client, store.collection_name, missing, store.dense_vector_name)
+        fetched = fetch_vectors(
+            client, store.collection_name, missing, store.dense_vector_name, principal=self._principal, access_key=ACCESS_FIELD
+        )
         record = None
         if store.collection_name not in self._store_is_ours:
             record = collection_fingerprint(client, store.collection_name)

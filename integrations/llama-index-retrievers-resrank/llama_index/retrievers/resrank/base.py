@@ -15,9 +15,10 @@ from llama_index.postprocessor.resrank_rerank import ResRankRerank
 from llama_index.postprocessor.resrank_rerank.base import async_client, sync_client
 from qdrant_client import models
 from resrank_rag import DEFAULT_MODEL, ResRank
-from resrank_rag.access import ACCESS_FIELD, Principal, access_filter, check_principal
-from resrank_rag.adapters import positive_int, search_request
+from resrank_rag.access import ACCESS_FIELD, Principal, check_principal, combine_filters
+from resrank_rag.adapters import aquery_readable, positive_int, query_readable, query_vector, search_request
 from resrank_rag.embedding_cache import EmbeddingCache
+from resrank_rag.index import check_filter
 
 
 class ResRankRetriever(BaseRetriever):
@@ -28,9 +29,10 @@ class ResRankRetriever(BaseRetriever):
     ``resrank_rag.index.ResRankIndex`` (``first_stage``: "dense" or "hybrid"). ``filters``
     (``MetadataFilters``) and ``qdrant_filters`` (a qdrant ``Filter``) restrict the first stage on both;
     given together, both apply. ``principal`` (a ``resrank_rag.access.Principal``) admits only the nodes
-    whose ``allowed_groups`` hold one of its groups or ``"*"``, in Qdrant's first stage; build one
-    retriever per request for the authenticated user (docs/security.md). The query is encoded once (not at all when the ``QueryBundle`` carries
-    its embedding); passages are never re-encoded: the first stage returns their vectors. ``ordered``
+    whose ``allowed_groups`` hold one of its groups or ``"*"``, in Qdrant's first stage, and a store whose
+    nodes carry access lists refuses a search without one; build one retriever per request for the
+    authenticated user (docs/security.md). The query is encoded once (not at all when the ``QueryBundle``
+    carries this encoder's embedding of it); passages are never re-encoded: the first stage returns their vectors. ``ordered``
     (default: the checkpoint's) feeds the first-stage order to the rank prior, as in ``ResRankRerank``.
     """
 
@@ -82,13 +84,9 @@ class ResRankRetriever(BaseRetriever):
         self._store = store
         self._core = core
         self._k = k
-        self._filter = _combine(_metadata_filter(store, filters, core), qdrant_filters)
+        self._filter = combine_filters(_metadata_filter(store, filters, core), qdrant_filters)
         self._principal = check_principal(principal)
-        if not core:  # a ResRankIndex applies the principal itself (and refuses a search without one it needs)
-            self._filter = _combine(self._filter, access_filter(principal, key=ACCESS_FIELD))
         if core:
-            from resrank_rag.index import check_filter
-
             check_filter(self._filter)  # a key outside the index payload fails now, not at the first query
         self._first_stage = first_stage
         self._reranker = ResRankRerank(
@@ -100,6 +98,7 @@ class ResRankRetriever(BaseRetriever):
             score_threshold=score_threshold,
             keep_retrieval_score=keep_retrieval_score,
             vector_store=None if core else store,
+            principal=principal,
             cache=cache,
             callback_manager=self.callback_manager,
         )
@@ -108,41 +107,25 @@ class ResRankRetriever(BaseRetriever):
     def reranker(self) -> ResRankRerank:
         return self._reranker
 
-    def _query_vector(self, query_bundle: QueryBundle) -> Optional[np.ndarray]:
-        """The bundle's embedding when it has one (it must be this model's), else None."""
-        if query_bundle.embedding is None:
-            return None
-        dim = self._reranker.model.embedding_dim
-        if len(query_bundle.embedding) != dim:
-            raise ValueError(
-                f"query_bundle.embedding has {len(query_bundle.embedding)} dimensions but the ResRank model has {dim}; "
-                "embed the query with ResRankEmbedding over the same model, or leave the embedding out"
-            )
-        return np.asarray(query_bundle.embedding, dtype=np.float32)
+    def _query_vector(self, query_bundle: QueryBundle) -> np.ndarray:
+        """The bundle's embedding when it is this encoder's vector of the query, else the query encoded."""
+        return query_vector(self._reranker.model, query_bundle.query_str, query_bundle.embedding)
 
     def _retrieve(self, query_bundle: QueryBundle) -> List[NodeWithScore]:
         query = query_bundle.query_str
         vector = self._query_vector(query_bundle)
-        if self._core:
-            candidates, vector = self._from_core_index(query, vector)
-        else:
-            if vector is None:
-                vector = self._reranker.model.encode_query(query)
-            candidates = self._from_qdrant(vector)
+        candidates = self._from_core_index(query, vector) if self._core else self._from_qdrant(vector)
         return self._reranker.postprocess_nodes(candidates, QueryBundle(query_str=query, embedding=vector.tolist()))
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> List[NodeWithScore]:
         query = query_bundle.query_str
-        vector = self._query_vector(query_bundle)
+        vector = await asyncio.to_thread(self._query_vector, query_bundle)
         if self._core:
-            candidates, vector = await asyncio.to_thread(self._from_core_index, query, vector)
+            candidates = await asyncio.to_thread(self._from_core_index, query, vector)
+        elif async_client(self._store) is not None:
+            candidates = await self._afrom_qdrant(vector)
         else:
-            if vector is None:
-                vector = await asyncio.to_thread(self._reranker.model.encode_query, query)
-            if async_client(self._store) is not None:
-                candidates = await self._afrom_qdrant(vector)
-            else:
-                candidates = await asyncio.to_thread(self._from_qdrant, vector)
+            candidates = await asyncio.to_thread(self._from_qdrant, vector)
         bundle = QueryBundle(query_str=query, embedding=vector.tolist())
         return await self._reranker.apostprocess_nodes(candidates, bundle)
 
@@ -162,13 +145,13 @@ class ResRankRetriever(BaseRetriever):
             raise ValueError("this QdrantVectorStore has only an async client (aclient=); call aretrieve, or pass client=")
         if not client.collection_exists(self._store.collection_name):
             raise self._missing()
-        return self._nodes(client.query_points(**self._query_options(vector)).points)
+        return self._nodes(query_readable(client, self._principal, ACCESS_FIELD, self._query_options(vector)))
 
     async def _afrom_qdrant(self, vector: np.ndarray) -> List[NodeWithScore]:
         client = async_client(self._store)
         if not await client.collection_exists(self._store.collection_name):
             raise self._missing()
-        return self._nodes((await client.query_points(**self._query_options(vector))).points)
+        return self._nodes(await aquery_readable(client, self._principal, ACCESS_FIELD, self._query_options(vector)))
 
     def _nodes(self, points: list) -> List[NodeWithScore]:
         result = self._store.parse_to_query_result(points)
@@ -182,9 +165,7 @@ class ResRankRetriever(BaseRetriever):
             )
         return nodes
 
-    def _from_core_index(self, query: str, vector: Optional[np.ndarray]):
-        if vector is None:
-            vector = self._reranker.model.encode_query(query)
+    def _from_core_index(self, query: str, vector: np.ndarray) -> List[NodeWithScore]:
         hits, vectors = self._store.retrieve_with_vectors(
             query, self._k, first_stage=self._first_stage, filter=self._filter, query_vector=vector,
             principal=self._principal,
@@ -196,7 +177,7 @@ class ResRankRetriever(BaseRetriever):
             )
             for hit, stored in zip(hits, vectors)
         ]
-        return nodes, vector
+        return nodes
 
 
 def _metadata_filter(store: Any, filters: Optional[MetadataFilters], core: bool) -> Optional[models.Filter]:
@@ -227,10 +208,3 @@ def _prefixed(condition: Any, prefix: str) -> Any:
     if isinstance(condition, models.IsEmptyCondition):
         return models.IsEmptyCondition(is_empty=models.PayloadField(key=prefix + condition.is_empty.key))
     return condition
-
-
-def _combine(*filters: Optional[models.Filter]) -> Optional[models.Filter]:
-    given = [f for f in filters if f is not None]
-    if len(given) < 2:
-        return given[0] if given else None
-    return models.Filter(must=given)
