@@ -1,11 +1,13 @@
 """`resrank serve` under bad input, wrong keys, overload and disconnecting clients: clear 4xx/503, no crash."""
 
 import asyncio
+import json
 import socket
 import threading
 import time
 
 import httpx
+import numpy as np
 import pytest
 
 pytest.importorskip("fastapi", reason="serving needs the serve extra: pip install -e '.[serve]'")
@@ -185,3 +187,107 @@ def test_a_client_that_disconnects_mid_batch_does_not_disturb_the_others():
             assert [r["index"] for r in response.json()] == want[query]
         assert httpx.get(base + "/health").json() == {"status": "ok"}
         assert "resrank_client_disconnects_total 1.0" in httpx.get(base + "/metrics").text
+
+
+# ---------------------------------------------------------------- issue 26: strict bodies, token windows, parse cost
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "needle"),
+    [
+        ("/v2/rerank", {"query": "q", "documents": DOCS, "top_n": True}, "top_n"),
+        ("/v2/rerank", {"query": "q", "documents": DOCS, "top_n": "1"}, "top_n"),
+        ("/v2/rerank", {"query": "q", "documents": DOCS, "return_documents": "yes"}, "return_documents"),
+        ("/v2/rerank", {"query": "q", "documents": DOCS, "max_tokens_per_doc": "5"}, "max_tokens_per_doc"),
+        ("/v2/rerank", {"query": "q", "documents": DOCS, "max_tokens_per_doc": 0}, "max_tokens_per_doc"),
+        ("/rerank", {"query": "q", "texts": DOCS, "vectors": [["0.1"] * 32] * 3}, "vectors.0.0"),
+        ("/rerank", {"query": "q", "texts": DOCS, "query_vector": [True] * 32}, "query_vector.0"),
+        ("/rerank", {"query": "q", "texts": DOCS, "return_text": "yes"}, "return_text"),
+        ("/rerank", {"query": "q", "texts": DOCS, "truncate": "false"}, "truncate"),
+        ("/rerank", {"query": "q", "texts": DOCS, "truncation_direction": "Left"}, "truncation_direction"),
+        ("/embed", {"inputs": "x", "dimensions": "32"}, "dimensions"),
+        ("/v1/embeddings", {"input": "x", "dimensions": 32.0}, "dimensions"),
+    ],
+)
+def test_loose_types_are_refused_not_coerced(url, path, body, needle):
+    """Issue 26 (14): top_n true or "1", return_documents "yes" and string vectors were accepted."""
+    response = httpx.post(url + path, json=body)
+    assert response.status_code == 422, response.text
+    assert needle in response.text
+
+
+@pytest.fixture(scope="module")
+def roomy(model):
+    """A server with the default text limits, so texts can outgrow the tiny encoder's 64-token window."""
+    with serving_in_thread(create_app(model, ServeSettings())) as base:
+        yield base
+
+
+def test_tei_truncate_false_refuses_a_text_the_window_would_cut(roomy):
+    """Issue 26 (14): TEI `truncate: false` with 5,000 words still truncated, silently."""
+    long = " ".join(["word"] * 5000)
+    for path, body in (("/rerank", {"query": "q", "texts": ["short", long]}), ("/embed", {"inputs": ["short", long]})):
+        refused = httpx.post(roomy + path, json={**body, "truncate": False})
+        assert refused.status_code == 413, refused.text
+        assert refused.json()["error_type"] == "Validation" and "must have less than 65 tokens" in refused.json()["error"]
+        assert "[1]" in refused.json()["error"]
+        for truncate in (True, None):  # TEI's auto-truncate
+            assert httpx.post(roomy + path, json={**body, "truncate": truncate}).status_code == 200
+    long_query = httpx.post(roomy + "/rerank", json={"query": long, "texts": ["a"], "truncate": False})
+    assert long_query.status_code == 413 and "`query`" in long_query.json()["error"]
+
+
+def test_cohere_max_tokens_per_doc_cuts_each_document(roomy, model):
+    """Issue 26 (14): Cohere's max_tokens_per_doc was ignored."""
+    documents = ["Paris is in France, on the Seine.", "Paris is a city.", "fruit"]
+
+    def scores(**extra):
+        body = {"query": "where is paris", "documents": documents, "return_documents": True, **extra}
+        response = httpx.post(roomy + "/v2/rerank", json=body)
+        assert response.status_code == 200, response.text
+        return {r["index"]: r["relevance_score"] for r in response.json()["results"]}, response.json()["results"]
+
+    whole, _ = scores()
+    cut, results = scores(max_tokens_per_doc=2)  # both Paris documents become "Paris is"
+    assert whole[0] != pytest.approx(whole[1]) and cut[0] == pytest.approx(cut[1]) and cut[2] == pytest.approx(whole[2])
+    assert {r["document"]["text"] for r in results} == set(documents)  # returned as sent
+    assert scores(max_tokens_per_doc=4096)[0] == pytest.approx(whole)  # beyond the window: the window applies
+    vectors = {"query": "q", "vectors": model.encode(documents).tolist(), "max_tokens_per_doc": 2}
+    refused = httpx.post(roomy + "/v2/rerank", json=vectors)
+    assert refused.status_code == 422 and "stored vectors" in refused.json()["message"]
+
+
+def test_a_body_of_many_tiny_values_is_refused_before_it_is_parsed(url, model, monkeypatch):
+    """Issue 26 (8): a body of millions of tiny strings was parsed whole (a gigabyte, a stalled server)
+    before the candidate limit refused it. Now it is counted on its bytes and never parsed."""
+    import json
+
+    parsed = []
+    loads = json.loads
+    monkeypatch.setattr(json, "loads", lambda text, *a, **kw: parsed.append(len(text)) or loads(text, *a, **kw))
+    strings = json.dumps({"query": "q", "texts": [""] * 12_000}).encode()  # 48 KB: under the 0.05 MiB cap
+    numbers = json.dumps({"query": "q", "texts": ["a"], "vectors": [[0] * 12_000]}).encode()
+    for body, found in ((strings, "strings"), (numbers, "values")):
+        response = httpx.post(url + "/rerank", content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 413 and found in response.json()["error"], response.text
+        assert len(body) not in parsed
+    assert httpx.get(url + "/health").status_code == 200
+    fine = json.dumps({"query": "q", "texts": DOCS, "vectors": model.encode(DOCS).tolist()}).encode()
+    assert httpx.post(url + "/rerank", content=fine, headers={"content-type": "application/json"}).status_code == 200
+
+
+def test_the_body_cap_follows_the_document_limits(model):
+    """Issue 26 (8): the cap is what max_candidates documents of max_chars text and their vectors need,
+    not a flat 64 MiB."""
+    from resrank_rag.serve.body_limit import BodyLimits
+
+    settings = ServeSettings(max_candidates=5, max_chars=500)
+    cap = BodyLimits.of(settings, model.embedding_dim).max_bytes
+    assert cap < settings.max_body_mb * 2**20 / 100
+    with serving_in_thread(create_app(model, settings)) as base:
+        over = httpx.post(base + "/embed", json={"inputs": ["z" * cap]})
+        assert over.status_code == 413 and "MiB" in over.json()["error"]
+        largest = {"query": "q" * 10, "texts": ["\u00e9" * 98] * 5, "vectors": (-np.ones((5, model.embedding_dim)) / 3).tolist(),
+                   "query_vector": (np.ones(model.embedding_dim) / 3).tolist(), "return_text": True}
+        text = json.dumps(largest, indent=8)  # the largest request the limits allow, pretty-printed, escaped
+        assert httpx.post(base + "/rerank", content=text, headers={"content-type": "application/json"}).status_code == 200

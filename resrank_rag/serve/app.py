@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import uuid
 from contextlib import asynccontextmanager
 from functools import partial
@@ -18,11 +19,12 @@ from resrank_rag.results import RerankResult
 from resrank_rag.serve import errors
 from resrank_rag.serve.auth import api_key_auth
 from resrank_rag.serve.batcher import Batcher, Overloaded
-from resrank_rag.serve.body_limit import body_limit
+from resrank_rag.serve.body_limit import BodyLimits, body_limit
 from resrank_rag.serve.errors import APIError
 from resrank_rag.serve.metrics import Metrics
 from resrank_rag.serve.schemas import CohereRerank, OpenAIEmbeddings, TEIEmbed, TEIRerank
 from resrank_rag.serve.settings import ServeSettings
+from resrank_rag.serve.tokens import TokenWindow
 from resrank_rag.serve.work import RerankJob, run_batch
 
 ROUTES = {"/v2/rerank", "/v1/rerank", "/rerank", "/v1/embeddings", "/embed", "/health", "/info", "/metrics"}
@@ -37,6 +39,7 @@ class Service:
         self.batcher: Batcher | None = None
         self.batch_tokens = settings.batch_tokens(model.device)
         """Position budget of one forward (``--max-batch-tokens``, or the device's default)."""
+        self.window = TokenWindow(model)
 
     def start(self) -> None:
         s = self.settings
@@ -49,10 +52,34 @@ class Service:
             await self.batcher.stop()
 
     # ---------------------------------------------------------------- rerank
-    async def rerank(self, request: Request, body, texts: list[str] | None, field: str, top_n: int | None) -> list[RerankResult]:
+    async def rerank(
+        self, request: Request, body, texts: list[str] | None, field: str, top_n: int | None,
+        truncate: bool | None = None, max_tokens: int | None = None,
+    ) -> list[RerankResult]:
+        """``truncate`` False (TEI): a query or text the encoder's window would cut is refused (413);
+        ``max_tokens`` (Cohere ``max_tokens_per_doc``): each text is cut to that many tokens first."""
         job = self._rerank_job(body.query, texts, field, body.vectors, body.query_vector, top_n)
+        if truncate is False:
+            await self._fits(job.texts or [], field)
+            await self._fits([job.query], "query", kind="query")
+        if max_tokens is not None and max_tokens < self.window.limit:
+            if job.texts is None or job.vectors is not None:
+                raise APIError(422, "max_tokens_per_doc cannot apply to stored vectors; send the documents' texts "
+                                    f"alone, or leave max_tokens_per_doc out (or at least {self.window.limit})")
+            try:
+                job = dataclasses.replace(job, texts=await asyncio.to_thread(self.window.cut, job.texts, max_tokens))
+            except ValueError as error:
+                raise APIError(422, str(error)) from None
         cost = self.model.reranker_input_length(job.query, len(job.texts if job.vectors is None else job.vectors))
         return await self._run(request, "rerank", job, cost)
+
+    async def _fits(self, texts: list[str], field: str, kind: str = "passage") -> None:
+        """As TEI answers ``truncate: false``: 413 for the first text the encoder's window would cut."""
+        over = await asyncio.to_thread(self.window.first_over, texts, kind)
+        if over is not None:
+            where = field if kind == "query" else f"{field}[{over[0]}]"
+            raise APIError(413, f"Input validation error: `{where}` must have less than {self.window.limit + 1} tokens. "
+                                f"Given: {over[1]}. Send truncate: true to cut it, or chunk long documents")
 
     def _rerank_job(self, query, texts, field, vectors, query_vector, top_n) -> RerankJob:
         if not query.strip():
@@ -88,7 +115,9 @@ class Service:
         return array
 
     # ---------------------------------------------------------------- embed
-    async def embed(self, request: Request, inputs, field: str, as_query: bool, dimensions: int | None) -> np.ndarray:
+    async def embed(
+        self, request: Request, inputs, field: str, as_query: bool, dimensions: int | None, truncate: bool | None = None
+    ) -> np.ndarray:
         texts = _input_texts(inputs, field)
         if len(texts) > self.settings.max_candidates:
             raise APIError(413, f"{len(texts)} inputs is more than the {self.settings.max_candidates} this server "
@@ -97,6 +126,8 @@ class Service:
         dim = self.model.embedding_dim
         if dimensions is not None and dimensions != dim:
             raise APIError(422, f"this model's vectors have {dim} dimensions; leave dimensions out or set it to {dim}")
+        if truncate is False:
+            await self._fits(texts, field, kind="query" if as_query else "passage")
         return await self._run(request, "query" if as_query else "passage", texts)
 
     # ---------------------------------------------------------------- shared
@@ -177,7 +208,7 @@ def create_app(model: ResRank, settings: ServeSettings | None = None) -> FastAPI
     app = FastAPI(title="ResRank reranking and embedding service", version=__version__, lifespan=lifespan)
     app.state.service = service
     errors.install(app)
-    app.add_middleware(body_limit, max_bytes=int(settings.max_body_mb * 2**20))
+    app.add_middleware(body_limit, limits=BodyLimits.of(settings, model.embedding_dim))
     app.add_middleware(api_key_auth, api_key=settings.api_key)
     app.add_middleware(metrics.middleware)
 
@@ -185,12 +216,13 @@ def create_app(model: ResRank, settings: ServeSettings | None = None) -> FastAPI
     @app.post("/v1/rerank")
     async def cohere_rerank(body: CohereRerank, request: Request) -> JSONResponse:
         """Cohere rerank: ``results`` of ``index`` and ``relevance_score``, best first."""
-        ranked = await service.rerank(request, body, body.documents, "documents", body.top_n)
+        ranked = await service.rerank(request, body, body.documents, "documents", body.top_n,
+                                      max_tokens=body.max_tokens_per_doc)
         results = []
         for r in ranked:
             item = {"index": r.index, "relevance_score": r.score}
-            if body.return_documents and r.text is not None:
-                item["document"] = {"text": r.text}
+            if body.return_documents and body.documents is not None:
+                item["document"] = {"text": body.documents[r.index]}  # as sent, even when max_tokens_per_doc cut it
             results.append(item)
         meta = {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}}
         return JSONResponse({"id": str(uuid.uuid4()), "results": results, "meta": meta})
@@ -198,7 +230,7 @@ def create_app(model: ResRank, settings: ServeSettings | None = None) -> FastAPI
     @app.post("/rerank")
     async def tei_rerank(body: TEIRerank, request: Request) -> JSONResponse:
         """TEI rerank: a list of ``index`` and ``score`` (and ``text`` with ``return_text``), best first."""
-        ranked = await service.rerank(request, body, body.texts, "texts", None)
+        ranked = await service.rerank(request, body, body.texts, "texts", None, truncate=body.truncate)
         return JSONResponse([
             {"index": r.index, "score": r.score, **({"text": r.text} if body.return_text and r.text is not None else {})}
             for r in ranked
@@ -221,7 +253,8 @@ def create_app(model: ResRank, settings: ServeSettings | None = None) -> FastAPI
         """TEI embed: a list of float lists; ``prompt_name='query'`` encodes queries."""
         if body.prompt_name not in (None, "query", "document", "passage"):
             raise APIError(422, f"prompt_name {body.prompt_name!r} is unknown; use 'query', 'document' or leave it out")
-        vectors = await service.embed(request, body.inputs, "inputs", body.prompt_name == "query", body.dimensions)
+        vectors = await service.embed(request, body.inputs, "inputs", body.prompt_name == "query", body.dimensions,
+                                      truncate=body.truncate)
         return JSONResponse(vectors.tolist())
 
     @app.get("/health")
