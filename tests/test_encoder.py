@@ -61,7 +61,8 @@ def test_default_vectors_equal_the_former_encoders(packaged_model):
     path = backbones.resolve(backbones.MINILM_ID)
     texts = [*TEXTS, LONG_TEXT]
     expected = hand_pooled(AutoModel.from_pretrained(path).eval(), AutoTokenizer.from_pretrained(path), texts, "mean", 256)
-    np.testing.assert_allclose(packaged_model.encode(texts), expected, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(packaged_model.encode(texts), expected, rtol=0, atol=1e-5)  # one batch
+    np.testing.assert_allclose(packaged_model.encode(texts, batch_size=2), expected, rtol=0, atol=1e-5)  # ST's encode
     np.testing.assert_allclose(packaged_model.encode_queries(texts), expected, rtol=0, atol=1e-5)  # no prefixes
 
 
@@ -99,7 +100,7 @@ def test_prefixes_are_the_encoders_prompts():
     """A Qwen3-Embedding-style instruction on queries and a passage prefix reach the encoder as ST prompts."""
     model = tiny_resrank(query_prefix=INSTRUCTION, passage_prefix="passage: ")
     assert model.encoder.prompts == {QUERY: INSTRUCTION, DOCUMENT: "passage: "}
-    plain = model.encoder.encode  # no prompt: the prefix written by hand
+    plain = model.encoder.encode  # ST's own encode, no prompt: the prefix written by hand
     np.testing.assert_allclose(model.encode_queries([SAMPLE_QUERY]), plain([INSTRUCTION + SAMPLE_QUERY]), atol=1e-6)
     np.testing.assert_allclose(model.encode(TEXTS), plain(["passage: " + t for t in TEXTS]), atol=1e-6)
     np.testing.assert_allclose(model.encoder.encode_query([SAMPLE_QUERY]), model.encode_queries([SAMPLE_QUERY]), atol=1e-6)
