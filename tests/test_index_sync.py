@@ -191,12 +191,12 @@ def test_qdrant_bm25_scores_equal_bm25s(tiny):
     stemmer = Stemmer.Stemmer("english").stemWords
     reference = bm25s.BM25()  # method "lucene", k1 1.5, b 0.75
     reference.index(bm25s.tokenize(CORPUS, stopwords="en", stemmer=stemmer, show_progress=False), show_progress=False)
-    from resrank_rag.index import _tokenize
+    from resrank_rag.index.sparse import tokenize
 
     for query in ("zebra stripes", "savanna", "autumn harvest lava"):
         expected = reference.get_scores(bm25s.tokenize([query], stopwords="en", stemmer=stemmer, return_ids=False,
                                                        show_progress=False)[0])
-        bag = _tokenize([query])[0]
+        bag = tokenize([query])[0]
         found = index.client.query_points(
             "bm25", query=models.SparseVector(indices=sorted(bag), values=[1.0] * len(bag)), using="bm25", limit=10,
             with_payload=True,
@@ -207,11 +207,11 @@ def test_qdrant_bm25_scores_equal_bm25s(tiny):
 
 
 def test_hybrid_is_one_qdrant_query_fusing_dense_and_bm25_by_rrf(tiny, count_encodes):
-    from resrank_rag.index import _tokenize
+    from resrank_rag.index.sparse import tokenize
 
     index = ResRankIndex(tiny, "fusion", path=":memory:")
     index.index([Document(f"d{i}", t) for i, t in enumerate(CORPUS)])
-    bag = _tokenize(["zebra stripes"])[0]
+    bag = tokenize(["zebra stripes"])[0]
     sparse_query = models.SparseVector(indices=sorted(bag), values=[1.0] * len(bag))
     sparse = [p.payload["doc_id"] for p in index.client.query_points(
         "fusion", query=sparse_query, using="bm25", limit=6, with_payload=True).points]
@@ -349,9 +349,9 @@ def test_the_qdrant_client_floor_has_collection_metadata():
 
 def test_url_is_the_only_change_to_run_against_a_server(tiny, monkeypatch):
     """``url=`` (and ``api_key=``) go to QdrantClient and nothing else changes; a server also gets its doc_id index."""
-    import resrank_rag.index as index_module
+    import resrank_rag.index.collection as collection_module  # where the client is made
 
-    made, indexed, real = [], [], index_module.QdrantClient
+    made, indexed, real = [], [], collection_module.QdrantClient
 
     def client(*args, **kwargs):  # a stand-in server: the same client API, held in memory
         made.append(kwargs)
@@ -361,7 +361,7 @@ def test_url_is_the_only_change_to_run_against_a_server(tiny, monkeypatch):
         server.create_payload_index = lambda name, field, schema, **kw: indexed.append((name, field, schema))
         return server
 
-    monkeypatch.setattr(index_module, "QdrantClient", client)
+    monkeypatch.setattr(collection_module, "QdrantClient", client)
     with pytest.raises(ValueError, match="either path= .* or url="):
         ResRankIndex(tiny, "served", path="folder", url="http://qdrant.internal:6333")
     documents = [Document("a", words(12)), Document("b", "zebra stripes on the savanna")]
