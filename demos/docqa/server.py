@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import webbrowser
 from pathlib import Path
@@ -14,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from demos.docqa.chat import chat_turn
 from demos.docqa.pipeline import DocQA
+from resrank_rag.serve.server import check_port  # the service's own check: one copy
 
 PAGE = Path(__file__).parent / "static" / "index.html"
 
@@ -82,13 +82,6 @@ def create_app(qa: DocQA, info: dict) -> FastAPI:
         return answer.to_dict()
 
     return app
-
-
-def check_port(host: str, port: int) -> None:
-    """Raise a clear OSError when something already listens on ``host:port``."""
-    with socket.socket() as probe:
-        if probe.connect_ex((host, port)) == 0:
-            raise OSError(f"port {port} on {host} is busy; pass another one with --port")
 
 
 def serve(qa: DocQA, info: dict, host: str = "127.0.0.1", port: int = 8000, open_browser: bool = True) -> None:
