@@ -385,17 +385,3 @@ def read_documents(
             if report is not None:
                 report.documents += 1
             yield document
-
-
-def load_chunks(
-    path: str | Path, chunk_size: int = DEFAULT_CHUNK_WORDS, overlap: int = DEFAULT_OVERLAP_WORDS
-) -> list[Document]:
-    """Every document under ``path``, chunked; raises on duplicate ids so nothing is silently overwritten."""
-    chunks, seen = [], set()
-    for document in read_documents(path):
-        for chunk in chunk_document(document, chunk_size, overlap):
-            if chunk.id in seen:
-                raise ValueError(f"document id {chunk.id!r} occurs twice under {path}; ids must be unique")
-            seen.add(chunk.id)
-            chunks.append(chunk)
-    return chunks

@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from resrank_rag.cli import app
-from resrank_rag.documents import chunk_document, chunk_text, load_chunks, read_documents
+from resrank_rag.documents import chunk_document, chunk_text, read_documents
 from resrank_rag.index import Document
 
 
@@ -49,7 +49,7 @@ def test_read_documents_handles_txt_md_and_both_jsonl_forms(tmp_path):
     assert documents["beir-1"].metadata == {"title": "Apples", "path": "extra.jsonl"}  # the file it was read from
     assert documents["plain-2"].metadata == {"lang": "en", "path": "extra.jsonl"}
     assert documents["guides/volcano.md"].metadata == {"path": "guides/volcano.md", "source": "guides/volcano.md", "title": "Volcanoes"}
-    chunks = load_chunks(tmp_path, chunk_size=40, overlap=10)
+    chunks = [c for d in read_documents(tmp_path) for c in chunk_document(d, chunk_size=40, overlap=10)]
     assert [c.id for c in chunks if c.id.startswith("chess")] == ["chess.txt#0", "chess.txt#1", "chess.txt#2"]
 
 
