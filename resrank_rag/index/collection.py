@@ -4,6 +4,7 @@ filter every read goes through."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -193,3 +194,15 @@ class Collection:
 
     def _count(self, selector: models.Filter | None) -> int:
         return int(self.client.count(self.collection, count_filter=selector, exact=True).count)
+
+    def _pages(self, selector: models.Filter | None, payload: list[str] | bool, page_size: int) -> Iterator[list]:
+        """The points within ``selector``, one Qdrant scroll page at a time (the caller applies any access rule)."""
+        offset = None
+        while True:
+            page, offset = self.client.scroll(
+                self.collection, scroll_filter=selector, limit=page_size, offset=offset, with_payload=payload,
+                with_vectors=False,
+            )
+            yield page
+            if offset is None:
+                return

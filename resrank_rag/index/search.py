@@ -48,17 +48,9 @@ class ResRankIndex(Writing):
         """
         if not self.client.collection_exists(self.collection):
             return
-        selector = self._readable(filter, principal)
-        offset = None
-        while True:
-            page, offset = self.client.scroll(
-                self.collection, scroll_filter=selector, limit=page_size, offset=offset, with_payload=True,
-                with_vectors=False,
-            )
+        for page in self._pages(self._readable(filter, principal), True, page_size):
             self._check_returned(principal, page)
             yield from (hit(p, 0.0) for p in page)
-            if offset is None:
-                return
 
     def _access(self, principal: Principal | None, filter=None) -> models.Filter | None:  # noqa: A002
         """``filter`` within what ``principal`` may read; an error when an access-controlled collection is searched without one.

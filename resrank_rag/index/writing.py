@@ -198,15 +198,8 @@ class Writing(Collection):
 
     def _scroll_all(self, selector: models.Filter, payload: list[str] | bool = False) -> Iterator:
         """Every point within ``selector`` (trusted internal reads: no access filter)."""
-        offset = None
-        while True:
-            page, offset = self.client.scroll(
-                self.collection, scroll_filter=selector, limit=2048, offset=offset, with_payload=payload,
-                with_vectors=False,
-            )
+        for page in self._pages(selector, payload, 2048):
             yield from page
-            if offset is None:
-                return
 
     def _write_batch(self, batch: list[tuple[str, list[Document]]], fresh: bool) -> tuple[int, int]:
         """Write the documents of one batch that are not up to date; returns (chunks written, stale points removed).
