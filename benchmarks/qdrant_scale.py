@@ -162,7 +162,7 @@ def load_model(name: str):
 
 def build(args) -> dict:
     """Worker: index the set into a fresh embedded folder, vectors from the cache; throughput, split, disk, RSS."""
-    import resrank_rag.index as index_module
+    from resrank_rag.index import sparse
     from resrank_rag.embedding_cache import EmbeddingCache
     from resrank_rag.index import ResRankIndex
 
@@ -181,7 +181,7 @@ def build(args) -> dict:
         )
     totals: dict[str, float] = defaultdict(float)
     cache.encode = timed(totals, "dense vectors from the cache", cache.encode)
-    index_module._bm25_vectors = timed(totals, "BM25 sparse vectors", index_module._bm25_vectors)
+    sparse.bm25_vectors = timed(totals, "BM25 sparse vectors", sparse.bm25_vectors)  # writing.py calls it through the module
     folder = Path(args.folder)
     commit_ms = sqlite_commit_ms(folder.parent)
     index = ResRankIndex(model, COLLECTION, path=str(folder), embedding_cache=cache)
