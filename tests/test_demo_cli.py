@@ -14,7 +14,8 @@ runner = CliRunner()
 def test_demo_is_registered_with_its_flags():
     result = runner.invoke(app, ["demo", "--help"], terminal_width=200)
     assert result.exit_code == 0
-    for flag in ("--once", "--port", "--no-browser", "--docs", "--data", "--llm", "--chat", "--terminal"):
+    for flag in ("--once", "--port", "--no-browser", "--docs", "--data", "--llm", "--chat", "--terminal", "--no-generate",
+                 "--feedback-db"):
         assert flag in result.output
 
 
@@ -35,6 +36,8 @@ def test_once_answers_offline_from_the_real_model(tmp_path):
     assert "retrieval order vs ResRank order" in result.output
     assert "timings: retrieve" in result.output and "generate" in result.output
     assert "pass.md" in result.output  # the pass statement's page is among the passages shown
+    assert result.output.index("from the documents") < result.output.index("Generated answer")
+    assert "null operation" in result.output  # the extractive answer: pass.md's own sentence
 
 
 def test_a_busy_port_is_refused_before_loading_anything():

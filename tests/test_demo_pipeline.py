@@ -179,3 +179,78 @@ def test_build_indexes_a_beir_corpus_and_the_terminal_mode_chats(tiny, tmp_path,
     shown = capsys.readouterr().out
     assert "Hotels cost 150 euros [1]." in shown and "retrieval order vs ResRank order" in shown
     assert "searched for: Hotels cost 150 euros [1]." in shown  # the scripted LLM's "standalone" rewrite
+
+
+def test_generation_can_come_later_or_not_at_all(qa):
+    found = qa.ask("What is the hotel limit?", generate=False)
+    assert not found.generated and found.answer == "" and found.extractive
+    assert found.reply == " ".join(s.text for s in found.extractive)
+    assert "generate" not in found.timings_ms and found.timings_ms["extract"] >= 0
+    calls = len(qa.generator.calls)
+    done = qa.complete(found)
+    assert done.generated and done.answer == "Trains for short trips [1], see also [3]." and len(qa.generator.calls) == calls + 1
+    assert qa.complete(done) is done and len(qa.generator.calls) == calls + 1  # generated once
+    turn = chat_turn(qa, [], "What is the hotel limit?", generate=False)
+    assert turn.history[-1]["content"] == turn.reply
+    assert qa.complete(turn).history[-1] == {"role": "assistant", "content": turn.answer}
+
+
+def test_the_extractive_answer_cites_a_context_passage(qa):
+    answer = qa.ask("Hotels are reimbursed up to 150 euros per night.")
+    best = answer.extractive[0]
+    assert best.text == "Hotels are reimbursed up to 150 euros per night."  # a sentence of the corpus, asked verbatim
+    assert answer.passages[best.passage - 1].id == best.chunk_id == "hotels"
+
+
+def test_the_page_says_how_much_feedback_an_adapted_model_learned_from():
+    from demos.docqa.app import describe_ranking
+    from resrank_rag.testing import tiny_resrank
+
+    model = tiny_resrank()
+    plain = describe_ranking(model)[1]
+    model.config.extra["adapt"] = {"heldout": 0.1, "feedback": {"events": 37, "lists": 12}}
+    untrained, note = describe_ranking(model)
+    assert note == plain + " It was adapted on 37 feedback events from 12 lists (`resrank adapt --feedback`)."
+    model.config.extra["adapt"] = {"heldout": 0.1}  # adapted without feedback
+    assert describe_ranking(model)[1] == plain
+
+
+def test_build_without_generation_loads_no_generator_and_prints_the_extractive_answer_first(tiny, tmp_path, capsys):
+    from demos.docqa.app import DemoSettings, build, print_answer
+
+    rows = [{"_id": key, "title": key.capitalize(), "text": text} for key, text in TOPICS.items()]
+    (tmp_path / "corpus.jsonl").write_text("\n".join(json.dumps(row) for row in rows))
+    tiny.config.extra["adapt"] = {"feedback": {"events": 3, "lists": 2}}
+    qa, info = build(DemoSettings(data=tmp_path, k=4, index_path=":memory:", generate=False), model=tiny)
+    assert qa.generator is None and not info["generate"] and "--no-generate" in info["note"]
+    assert "adapted on 3 feedback events from 2 lists" in info["note"]
+    assert info["feedback_db"] == ":memory:"
+    print_answer(qa.ask("Hotels are reimbursed up to 150 euros per night."))
+    shown = capsys.readouterr()
+    assert "adapted on 3 feedback events from 2 lists" in shown.err  # said in the terminal too
+    assert "from the documents" in shown.out and "Generated answer" not in shown.out
+    assert shown.out.index("Hotels are reimbursed up to 150 euros per night.") < shown.out.index("retrieval order")
+    qa, _ = build(DemoSettings(data=tmp_path, k=4, index_path=":memory:"), model=tiny, generator=ScriptedGenerator())
+    print_answer(qa.ask("Hotels are reimbursed up to 150 euros per night."))
+    out = capsys.readouterr().out
+    assert out.index("from the documents") < out.index("Generated answer") < out.index("retrieval order")
+
+
+def test_feedback_lives_beside_the_index(tmp_path, monkeypatch):
+    from demos.docqa.feedback import feedback_path
+
+    monkeypatch.setenv("RESRANK_CACHE_DIR", str(tmp_path))
+    assert feedback_path(None, None) == tmp_path / "demo" / "feedback.sqlite"
+    assert feedback_path(None, ":memory:") == ":memory:"
+    assert feedback_path(tmp_path / "mine.sqlite", ":memory:") == tmp_path / "mine.sqlite"
+
+
+def test_warming_encodes_every_answer_sentence_once_so_answers_encode_none(tiny):
+    chunks = [Document(key, f"{text} Ask the office about {key}.", {"title": key}) for key, text in TOPICS.items()]
+    qa = DocQA(open_index(tiny, chunks, "warm", ":memory:"), ScriptedGenerator(), k=4)
+    cache = qa.index.embedding_cache
+    assert qa.warm_extractive() == 2 * len(chunks)  # two sentences a chunk
+    assert qa.warm_extractive() == 0
+    before = cache.encoded_count
+    answer = qa.ask("What is the hotel limit?", generate=False)
+    assert answer.extractive and cache.encoded_count == before

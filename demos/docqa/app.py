@@ -13,8 +13,10 @@ from rich.table import Table
 
 from demos.docqa import corpus
 from demos.docqa.chat import chat_turn
+from demos.docqa.feedback import feedback_path
 from demos.docqa.generate import SmolLM2Generator, make_generator
 from demos.docqa.pipeline import Answer, DocQA, open_index
+from resrank_rag.feedback import FeedbackStore
 
 console = Console(stderr=True)
 
@@ -39,10 +41,30 @@ class DemoSettings:
     index_path: str | None = None
     precision: str = "auto"
     """The reranker LM's precision (``ResRank.from_pretrained``; docs/precision.md)."""
+    generate: bool = True
+    """False: answer with the extractive answer only, loading no generator (``--no-generate``)."""
+    feedback_db: Path | None = None
+    """The SQLite file of users' 👍/👎 (default ``feedback_path``: beside the index, in memory with it)."""
 
 
 def describe_ranking(model) -> tuple[bool, str]:
-    """(untrained?, what the checkpoint adds to dense cosine with its encoder, in words for the page)."""
+    """(untrained?, what the checkpoint adds to dense cosine with its encoder, in words for the page), saying how
+    much user feedback it was adapted on."""
+    untrained, words = _ranking_words(model)
+    return untrained, words + feedback_figures(model)
+
+
+def feedback_figures(model) -> str:
+    """' It was adapted on N feedback events from M lists ...' from ``extra.adapt.feedback``, or ''."""
+    adapt = model.config.extra.get("adapt") or {}
+    counts = adapt.get("feedback") if isinstance(adapt, dict) else None
+    if not isinstance(counts, dict) or not {"events", "lists"} <= counts.keys():
+        return ""
+    return (f" It was adapted on {counts['events']} feedback events from {counts['lists']} lists "
+            "(`resrank adapt --feedback`).")
+
+
+def _ranking_words(model) -> tuple[bool, str]:
     prior = float(model.rank_prior_weight.detach()) if model.config.rank_prior else 0.0
     if not model.runs_lm:
         features = model.linear_scorer is not None and bool(model.linear_scorer.weight.detach().any())
@@ -103,40 +125,54 @@ def build(settings: DemoSettings, model=None, generator=None) -> tuple[DocQA, di
     slug = "".join(c if c.isalnum() else "-" for c in label.split(" (")[0].lower())[:40]
     console.print(f"[bold]demo:[/] {len(chunks)} chunks from {label}")
     index = open_index(model, chunks, slug, settings.index_path)
-    if generator is None:
+    if not settings.generate:
+        generator = None
+    elif generator is None:
         console.print("[bold]demo:[/] loading the generator")
         generator = make_generator(settings.llm, settings.max_new_tokens)
     source_root = settings.docs if settings.docs is not None and settings.docs.is_dir() else None
+    store_path = feedback_path(settings.feedback_db, settings.index_path)
     qa = DocQA(
         index, generator, k=settings.k, context_passages=settings.context_passages, first_stage=settings.first_stage,
-        users=users, source_root=source_root, problems=report.problems,
+        users=users, source_root=source_root, problems=report.problems, feedback=FeedbackStore(store_path),
     )
     untrained, ranking = describe_ranking(model)
-    note = (
-        f"Answers come from {generator.name}"
-        + (", a 135M-parameter model: it answers from the retrieved passages and can be wrong or vague; "
-           "check the cited passages. Plug in a better LLM with --llm." if isinstance(generator, SmolLM2Generator) else ".")
-        + (" " + ranking).rstrip()
-    )
+    if feedback_figures(model):
+        console.print(f"[bold]demo:[/] {model.name}:{escape(feedback_figures(model))}")
+    console.print(f"[bold]demo:[/] 👍/👎 are stored in {escape(str(store_path))}")
+    if generator is None:
+        generated = "Generation is off (--no-generate)."
+    elif isinstance(generator, SmolLM2Generator):
+        generated = (f"The generated answer comes from {generator.name}, a 135M-parameter model: it answers from the "
+                     "retrieved passages and can be wrong or vague; check the cited passages. Plug in a better LLM with --llm.")
+    else:
+        generated = f"The generated answer comes from {generator.name}."
+    extractive = "The answer from the documents is their sentences closest to the question, shown before generation."
+    note = " ".join(part for part in (extractive, generated, ranking) if part)
     info = {  # the same for every user: /api/info adds what each may read (chunks, file problems)
         "corpus": label,
         "model": model.name + (" (untrained)" if untrained else ""),
         "precision": model.precision,
         "first_stage": settings.first_stage,
         "k": settings.k,
-        "generator": generator.name,
+        "generator": generator.name if generator is not None else "none (--no-generate)",
+        "generate": generator is not None,
+        "feedback_db": str(store_path),
         "note": note,
     }
     return qa, info
 
 
 def print_answer(answer: Answer) -> None:
-    """The answer, its passages, retrieval vs ResRank order and stage timings, in the terminal."""
+    """The extractive answer, the generated one, the passages, retrieval vs ResRank order and stage timings."""
     out = Console()
     if answer.search_query != answer.question:
         out.print(f"[dim]searched for: {escape(answer.search_query)}[/]")
-    out.print(Panel(escape(answer.answer) or "(empty answer)", title=escape(answer.question), subtitle=answer.generator))
-    out.print(f"[dim]citations: {answer.citations}[/]")
+    found = "\n".join(f"{escape(s.text)} [bold][{s.passage}] {escape(s.label)}[/]" for s in answer.extractive)
+    out.print(Panel(found or "(no passage found)", title=escape(answer.question), subtitle="from the documents (extractive)"))
+    if answer.generated:
+        out.print(Panel(escape(answer.answer) or "(empty answer)", title="Generated answer", subtitle=answer.generator))
+        out.print(f"[dim]citations: {answer.citations}[/]")
     for number, passage in enumerate(answer.passages, 1):
         mark = "*" if number in answer.cited else " "
         out.print(f"{mark}[{number}] [bold]{escape(passage.label or passage.title)}[/] {escape(passage.title)}: {escape(passage.text[:160])}…")

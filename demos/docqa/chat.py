@@ -2,7 +2,8 @@
 
 Two ways to condense: ``"llm"`` asks the generator to rewrite the follow-up as a standalone question;
 ``"history"`` prefixes the follow-up with the user's recent questions. ``"auto"`` uses ``"history"``
-for the packaged 135M model (asked to rewrite, it answers instead) and ``"llm"`` for a plugged LLM.
+for the packaged 135M model (asked to rewrite, it answers instead) or without a generator, and ``"llm"``
+for a plugged LLM.
 """
 
 from __future__ import annotations
@@ -45,9 +46,11 @@ def condense_with_llm(generator, history: Sequence[dict], message: str) -> str:
 
 
 def chat_turn(
-    qa: DocQA, history: Sequence[dict], message: str, condense: str = "auto", user: str | None = None
+    qa: DocQA, history: Sequence[dict], message: str, condense: str = "auto", user: str | None = None,
+    generate: bool = True,
 ) -> Answer:
-    """Answer ``message`` given the earlier turns, from what ``user`` may read; the answer carries the extended history."""
+    """Answer ``message`` given the earlier turns, from what ``user`` may read; the answer carries the extended
+    history, whose last turn is the reply (the extractive answer until ``qa.complete`` generates one)."""
     if condense not in ("auto", "llm", "history"):
         raise ValueError(f"condense must be 'auto', 'llm' or 'history', got {condense!r}")
     history = _check_history(history)
@@ -55,14 +58,14 @@ def chat_turn(
     standalone = message
     if history:
         if condense == "auto":
-            condense = "history" if isinstance(qa.generator, SmolLM2Generator) else "llm"
+            condense = "history" if qa.generator is None or isinstance(qa.generator, SmolLM2Generator) else "llm"
         with watch.stage("condense"):
-            if condense == "llm":
+            if condense == "llm" and qa.generator is not None:
                 with qa.lock:
                     standalone = condense_with_llm(qa.generator, history, message)
             else:
                 standalone = condense_with_history(history, message)
-    answer = qa.ask(standalone, search_query=standalone, watch=watch, user=user)
+    answer = qa.ask(standalone, search_query=standalone, watch=watch, user=user, generate=generate)
     answer.question = message
-    answer.history = [*history, {"role": "user", "content": message}, {"role": "assistant", "content": answer.answer}]
+    answer.history = [*history, {"role": "user", "content": message}, {"role": "assistant", "content": answer.reply}]
     return answer

@@ -1,4 +1,5 @@
-"""Document QA: index -> retrieve -> ResRank rerank (stored vectors, one pass) -> generate, each stage timed."""
+"""Document QA: index -> retrieve -> ResRank rerank (stored vectors, one pass) -> extractive answer -> generate,
+each stage timed."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import threading
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from urllib.parse import quote
 
@@ -15,11 +16,13 @@ import numpy as np
 from qdrant_client import models
 
 from demos.docqa.citations import cite, source_label
+from demos.docqa.extractive import ExtractedSentence, extract, warm
 from demos.docqa.generate import SYSTEM_PROMPT, Generator, passages_prompt
 from resrank_rag.access import admits
 from resrank_rag.backbones import cache_dir
 from resrank_rag.documents import FileProblem
 from resrank_rag.embedding_cache import EmbeddingCache
+from resrank_rag.feedback import FeedbackStore
 from resrank_rag.index import Document, Principal, ResRankIndex, content_hash
 
 BUILDER = Principal.unrestricted_access("demo builder")
@@ -49,7 +52,9 @@ class Candidate:
 
 @dataclass
 class Answer:
-    """What one question produced; ``passages`` are numbered [1].. as the generator saw them."""
+    """What one question produced; ``passages`` are numbered [1].. as the generator saw them.
+
+    ``extractive`` is there at once; ``answer`` (the generated text) only once ``generated``."""
 
     question: str
     search_query: str
@@ -57,14 +62,27 @@ class Answer:
     passages: list[Candidate]
     cited: list[int]
     citations: str
-    """``generator`` (the LLM cited), ``attributed`` (added by encoder similarity) or ``none``."""
+    """``generator`` (the LLM cited), ``attributed`` (added by encoder similarity), ``none``, or ``""`` before generation."""
     candidates: list[Candidate]
     timings_ms: dict[str, float]
     generator: str
     history: list[dict] = field(default_factory=list)
+    extractive: list[ExtractedSentence] = field(default_factory=list)
+    """The passages' sentences that best answer the question, best first (``extractive.extract``)."""
+    generated: bool = False
+    passage_vectors: np.ndarray | None = field(default=None, repr=False)
+    """The passages' stored vectors, which citing the generated answer reads (not sent to the page)."""
+    asked: str = field(default="", repr=False)
+    """What the generator is asked: the question given to ``DocQA.ask`` (chat: the standalone one; not sent)."""
+
+    @property
+    def reply(self) -> str:
+        """The generated answer, or the extractive one while there is none."""
+        return self.answer if self.generated else " ".join(s.text for s in self.extractive)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        whole = asdict(self)
+        return {f.name: whole[f.name] for f in fields(self) if f.name not in ("passage_vectors", "asked")}
 
 
 def collection_name(chunks: Sequence[Document], label: str) -> str:
@@ -101,10 +119,15 @@ def _of_file(doc_id: str, path) -> bool:
 
 
 class Stopwatch:
-    """Milliseconds per named stage."""
+    """Milliseconds per named stage (added to ``timings_ms`` when given)."""
 
-    def __init__(self):
-        self.timings_ms: dict[str, float] = {}
+    def __init__(self, timings_ms: dict[str, float] | None = None):
+        self.timings_ms: dict[str, float] = timings_ms if timings_ms is not None else {}
+
+    def add_total(self) -> None:
+        """Set ``total`` (last): the sum of the stages."""
+        self.timings_ms.pop("total", None)
+        self.timings_ms["total"] = round(sum(self.timings_ms.values()), 1)
 
     @contextmanager
     def stage(self, name: str):
@@ -121,16 +144,19 @@ class DocQA:
     def __init__(
         self,
         index: ResRankIndex,
-        generator: Generator,
+        generator: Generator | None,
         k: int = 20,
         context_passages: int = 3,
         first_stage: str = "hybrid",
         users: dict[str, list[str]] | None = None,
         source_root: Path | None = None,
         problems: Sequence[FileProblem] = (),
+        feedback: FeedbackStore | None = None,
     ):
-        """``users`` maps demo user names to their groups; ``source_root`` is the indexed folder (source links);
-        ``problems`` the files that could not be read (each user sees those of files they may read)."""
+        """``generator`` None answers with the extractive answer only; ``users`` maps demo user names to their
+        groups; ``source_root`` is the indexed folder (source links); ``problems`` the files that could not be
+        read (each user sees those of files they may read); ``feedback`` where users' 👍/👎 on shown passages go
+        (default: an in-memory store)."""
         if not 1 <= context_passages <= k:
             raise ValueError(f"need 1 <= context_passages <= k, got {context_passages} and {k}")
         self.index = index
@@ -141,6 +167,7 @@ class DocQA:
         self.users = {name: sorted(groups) for name, groups in (users or {}).items()}
         self.source_root = source_root
         self.problems = list(problems)
+        self.feedback = feedback if feedback is not None else FeedbackStore(":memory:")
         self.lock = threading.Lock()
 
     def principal(self, user: str | None) -> Principal | None:
@@ -213,11 +240,21 @@ class DocQA:
         ]
         return candidates, vectors[[r.index for r in ranked]]
 
+    def warm_extractive(self) -> int:
+        """Encode every chunk's answerable sentences into the index's embedding cache (kept on disk beside the
+        corpus vectors), so extractive answers encode nothing; returns how many sentences were new."""
+        if self.index.embedding_cache is None:
+            return 0
+        with self.lock:
+            chunks = list(self.index.scroll(principal=BUILDER))
+        return warm(chunks, self.index.embedding_cache)
+
     def ask(
-        self, question: str, search_query: str | None = None, watch: Stopwatch | None = None, user: str | None = None
+        self, question: str, search_query: str | None = None, watch: Stopwatch | None = None, user: str | None = None,
+        generate: bool = True,
     ) -> Answer:
         """Answer ``question`` from the passages ResRank puts first for ``search_query`` (default: the question),
-        among those ``user`` may read."""
+        among those ``user`` may read: the extractive answer, then (``generate`` and a generator) the generated one."""
         if not question.strip():
             raise ValueError("the question is empty")
         watch = watch or Stopwatch()
@@ -226,19 +263,40 @@ class DocQA:
         with self.lock:
             ranked, vectors = self.rank(search_query, watch, principal)
             passages = ranked[: self.context_passages]
-            with watch.stage("generate"):
-                text = self.generator.generate(SYSTEM_PROMPT, passages_prompt(question, [p.text for p in passages]))
-            with watch.stage("cite"):
-                text, cited, citations = cite(text, vectors[: len(passages)], self.index.model)
-        watch.timings_ms["total"] = round(sum(watch.timings_ms.values()), 1)
-        return Answer(
+            with watch.stage("extract"):
+                extractive = extract(question, passages, self.index.model, encoder=self.index.embedding_cache) if passages else []
+        watch.add_total()
+        answer = Answer(
             question=question,
             search_query=search_query,
-            answer=text,
+            answer="",
             passages=passages,
-            cited=cited,
-            citations=citations,
+            cited=[],
+            citations="",
             candidates=sorted(ranked, key=lambda c: c.retrieval_rank),
             timings_ms=watch.timings_ms,
-            generator=self.generator.name,
+            generator=self.generator.name if self.generator is not None else "",
+            extractive=extractive,
+            passage_vectors=vectors[: len(passages)],
+            asked=question,
         )
+        return self.complete(answer) if generate and self.generator is not None else answer
+
+    def complete(self, answer: Answer) -> Answer:
+        """Generate ``answer``'s text from its passages and cite them (a chat answer's last turn becomes it)."""
+        if self.generator is None:
+            raise ValueError("this demo generates no answers (--no-generate); the extractive answer is the answer")
+        if answer.generated:
+            return answer
+        watch = Stopwatch(answer.timings_ms)
+        passages = [p.text for p in answer.passages]
+        with self.lock:
+            with watch.stage("generate"):
+                text = self.generator.generate(SYSTEM_PROMPT, passages_prompt(answer.asked or answer.question, passages))
+            with watch.stage("cite"):
+                answer.answer, answer.cited, answer.citations = cite(text, answer.passage_vectors, self.index.model)
+        answer.generated = True
+        watch.add_total()
+        if answer.history and answer.history[-1]["role"] == "assistant":
+            answer.history[-1] = {"role": "assistant", "content": answer.answer}
+        return answer

@@ -47,6 +47,8 @@ def demo(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Web page port.")] = 8000,
     no_browser: Annotated[bool, typer.Option("--no-browser", help="Do not open a browser; just print the URL.")] = False,
     index_path: Annotated[str | None, typer.Option(help="Embedded Qdrant folder (default: the user cache) or ':memory:'.")] = None,
+    no_generate: Annotated[bool, typer.Option("--no-generate", help="Answer with the extractive answer only (the passages' best sentences); load no generator.")] = False,
+    feedback_db: Annotated[Path | None, typer.Option(dir_okay=False, help="SQLite file of users' 👍/👎 (default: demo/feedback.sqlite in the user cache; in memory with --index-path :memory:).")] = None,
     precision: Precision = "auto",
 ) -> None:
     """Launch the ResRank document QA + chat demo (web page by default, offline)."""
@@ -64,7 +66,7 @@ def demo(
     settings = app.DemoSettings(
         docs=docs, data=data, limit=limit, model=model, llm=llm, k=k, context_passages=min(context, k),
         first_stage=first_stage, max_new_tokens=max_new_tokens, index_path=index_path, precision=precision,
-        users=users, user=user,
+        users=users, user=user, generate=not no_generate, feedback_db=feedback_db,
     )
     try:
         qa, info = app.build(settings)
