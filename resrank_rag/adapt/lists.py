@@ -39,8 +39,12 @@ class RetrievedList:
         return {**{i: g for i, g in self.query.relevant.items() if i not in covered and g > 0}, **judged}
 
     def training_list(self, size: int) -> TrainingList:
-        return TrainingList("collection", self.query.key, self.query.query, self.ids[:size], self.texts[:size],
-                            self.labels[:size])
+        query, weights = self.query, None
+        if query.negatives or query.unlabelled_weight != 1.0:
+            weights = [1.0 if label > 0 else query.negatives.get(i, query.unlabelled_weight)
+                       for i, label in zip(self.ids[:size], self.labels[:size])]
+        return TrainingList("collection", query.key, query.query, self.ids[:size], self.texts[:size],
+                            self.labels[:size], weights)
 
 
 class StoredVectors:

@@ -24,6 +24,10 @@ class LabelledQuery:
     """A passage's text, matched to the chunk(s) holding it by ``resolve``."""
     where: str = ""
     """``file:line``, for error messages."""
+    negatives: dict[str, float] = field(default_factory=dict)
+    """Chunk ids known not to answer, with how sure that is (feedback: 👎 1.0, skipped above a 👍 0.5)."""
+    unlabelled_weight: float = 1.0
+    """The weight of the list's other candidates as negatives: 1 for judged queries, lower for feedback."""
 
     @property
     def key(self) -> str:

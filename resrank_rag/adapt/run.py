@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from resrank_rag.adapt.feedback import FeedbackWeights, feedback_queries
 from resrank_rag.adapt.lists import FixedLists, HeldOut, StoredVectors, first_stage_lists, split
 from resrank_rag.adapt.queries import LabelledQuery, read_queries, resolve
 from resrank_rag.adapt.synthetic import DEFAULT_KINDS, QuestionWriter, pseudo_queries
@@ -80,6 +81,8 @@ def adapt(
     url: str | None = None,
     api_key: str | None = None,
     first_stage: str = "dense",
+    feedback: str | Path | None = None,
+    feedback_weights: FeedbackWeights = FeedbackWeights(),
     synthetic: bool = False,
     synthetic_kinds=DEFAULT_KINDS,
     synthetic_count: int = 800,
@@ -100,7 +103,9 @@ def adapt(
     """Adapt ``base`` to ``collection`` (a name, opened at ``path``/``url``, or an open ``ResRankIndex``).
 
     Lists come from the collection's own first stage (``dense`` or ``hybrid``), in that order, with the
-    stored vectors: nothing is re-encoded. ``queries`` is a JSONL file (``queries.FORMAT``); with
+    stored vectors: nothing is re-encoded. ``queries`` is a JSONL file (``queries.FORMAT``); ``feedback`` a
+    feedback store or its JSONL export (``resrank_rag.feedback``: 👍 positives, 👎 and skipped passages
+    negatives, weighted by ``feedback_weights``), alone or beside ``queries``; with
     ``synthetic`` the training queries are pseudo-queries from the chunks (held out: the labelled
     queries' held-out part when ``queries`` is given too). Training (``default_stages`` unless
     ``stages``) stops early when ``patience`` held-out evaluations bring no gain; the best model is
@@ -110,18 +115,24 @@ def adapt(
     from resrank_rag import ResRank
 
     started = time.monotonic()
-    if queries is None and not synthetic:
-        raise ValueError("give a queries file (JSONL) or synthetic=True (pseudo-queries from the collection)")
+    if queries is None and feedback is None and not synthetic:
+        raise ValueError("give a queries file (JSONL), a feedback file, or synthetic=True (pseudo-queries from the collection)")
     if not 0.0 < holdout < 1.0:
         raise ValueError(f"holdout must be a share between 0 and 1, got {holdout}")
     labelled = read_queries(queries) if queries is not None else None
-    if labelled is not None:
+    if labelled is not None and feedback is None:
         _check_count(len({q.query.strip() for q in labelled}), f"{queries} holds")
     out = Path(out)
     model = ResRank.from_pretrained(base, precision="fp32", merge_lora=False, warm_start=False, lm=True)
     index = collection if not isinstance(collection, str) else _open(model, collection, path, url, api_key, base)
     try:
         _check_collection(index, model, base)
+        rated = None
+        if feedback is not None:
+            rated = feedback_queries(feedback, index, feedback_weights)
+            labelled = (labelled or []) + rated.queries
+            _check_count(len({q.query.strip() for q in labelled}), f"{feedback} and {queries}" if queries else
+                         f"{feedback} (lists with a 👍 on a chunk still in the collection) holds")
         train_q, held_q = _queries(index, labelled, synthetic, synthetic_kinds, synthetic_count, write_questions,
                                    holdout, seed)
         vectors = StoredVectors()
@@ -138,6 +149,8 @@ def adapt(
             "base": str(base), "collection": index.collection, "points": index.count(principal=_admin()),
             "first_stage": first_stage, "queries_file": None if queries is None else str(queries),
             "queries_sha256": None if queries is None else hashlib.sha256(Path(queries).read_bytes()).hexdigest(),
+            "feedback_file": None if feedback is None else str(feedback),
+            "feedback": None if rated is None else {**rated.summary(), "weights": dataclasses.asdict(feedback_weights)},
             "synthetic": list(synthetic_kinds) if synthetic else None, "train_queries": len(train_lists),
             "heldout_queries": len(held.lists), "holdout": holdout, "list_size": list_size, "depth": depth, "seed": seed,
         }
@@ -279,7 +292,11 @@ def _merge(queries: list[LabelledQuery]) -> list[LabelledQuery]:
             relevant = dict(merged[key].relevant)
             for i, g in q.relevant.items():
                 relevant[i] = max(g, relevant.get(i, 0))
-            q = dataclasses.replace(merged[key], relevant=relevant)
+            negatives = dict(merged[key].negatives)
+            for i, w in q.negatives.items():
+                negatives[i] = max(w, negatives.get(i, 0.0))
+            q = dataclasses.replace(merged[key], relevant=relevant, negatives=negatives,
+                                    unlabelled_weight=min(q.unlabelled_weight, merged[key].unlabelled_weight))
         merged[key] = q
     return list(merged.values())
 

@@ -14,6 +14,7 @@ def adapt(
     collection: Annotated[str, typer.Option(help="Qdrant collection to adapt to (made by `resrank index`).")],
     out: Annotated[Path, typer.Option(help="Folder for the adapted model (OUT/model), the report and the resumable run.")],
     queries: Annotated[Path | None, typer.Option(dir_okay=False, help='JSONL: {"query", "relevant": [ids], "grades"?} or {"query", "positive": text} per line.')] = None,
+    feedback: Annotated[Path | None, typer.Option(dir_okay=False, help="Users' 👍/👎: the demo's feedback.sqlite or its JSONL export (alone or with --queries).")] = None,
     synthetic: Annotated[bool, typer.Option("--synthetic", help="Train on pseudo-queries made from the collection (no labels needed).")] = False,
     synthetic_kind: Annotated[list[str] | None, typer.Option(help="Pseudo-query kinds (repeat): title, sentence, keyphrases, questions (SmolLM2, slow).")] = None,
     synthetic_count: Annotated[int, typer.Option(min=1, help="Pseudo-queries to make (one per sampled chunk).")] = 800,
@@ -40,12 +41,12 @@ def adapt(
     from resrank_rag.adapt.synthetic import DEFAULT_KINDS
     from resrank_rag.index import ModelMismatchError
 
-    if queries is None and not synthetic:
-        raise typer.BadParameter("give --queries FILE (labelled questions) or --synthetic (pseudo-queries)")
+    if queries is None and feedback is None and not synthetic:
+        raise typer.BadParameter("give --queries FILE (labelled questions), --feedback FILE (users' 👍/👎) or --synthetic (pseudo-queries)")
     try:
         result = run_adapt(
             collection, queries, out=out, base=base, path=path, url=url, api_key=api_key,
-            first_stage="hybrid" if hybrid else "dense", synthetic=synthetic,
+            first_stage="hybrid" if hybrid else "dense", feedback=feedback, synthetic=synthetic,
             synthetic_kinds=tuple(synthetic_kind or DEFAULT_KINDS), synthetic_count=synthetic_count, holdout=holdout,
             depth=depth, list_size=list_size, prior_steps=prior_steps, steps=steps, eval_every=eval_every,
             patience=patience, seed=seed, resume=resume,
@@ -53,6 +54,11 @@ def adapt(
     except (FileNotFoundError, ValueError, ModelMismatchError) as error:
         raise typer.BadParameter(str(error)) from None
     console = Console()
+    rated = result.data.get("feedback")
+    if rated:
+        console.print(f"feedback: {rated['events']} events on {rated['lists']} lists ({rated['dropped_events']} dropped: "
+                      f"chunks no longer in {collection!r}; {rated['lists_without_positive']} lists without a 👍 left)",
+                      highlight=False)
     console.print(result.table(), highlight=False)
     console.print(f"{result.steps} steps (best at step {result.best_step}), {result.wall_s:.0f} s", highlight=False)
     console.print(result.message, highlight=False)

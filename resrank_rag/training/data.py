@@ -27,6 +27,8 @@ class TrainingList:
     doc_ids: list[str]
     texts: list[str]
     labels: list[int]
+    weights: list[float] | None = None
+    """Per candidate, how much its pairs count as the less relevant side (RankNet only); None: all 1."""
 
 
 def select_queries(dataset: BeirDataset, spec: DatasetSpec) -> list[str]:

@@ -32,6 +32,8 @@ class FeatureList:
     vectors_only: torch.Tensor
     labels: torch.Tensor
     weight: float = 1.0
+    item_weights: torch.Tensor | None = None
+    """Per candidate, the weight of its pairs as the less relevant side (``TrainingList.weights``)."""
 
 
 def feature_lists(model, lists: Sequence[TrainingList], passage_vectors: Callable[[list[str]], np.ndarray],
@@ -45,7 +47,8 @@ def feature_lists(model, lists: Sequence[TrainingList], passage_vectors: Callabl
     out = []
     for i, (item, q_vec) in enumerate(tqdm(list(zip(lists, query_vectors)), desc="Features", unit="list", disable=not progress)):
         labels = np.asarray(item.labels)
-        if not (labels > 0).any() or not (labels <= 0).any():
+        negative = (labels <= 0) if item.weights is None else (labels <= 0) & (np.asarray(item.weights) > 0)
+        if not (labels > 0).any() or not negative.any():
             continue
         cosine = passage_vectors(item.texts) @ q_vec
         with torch.no_grad():
@@ -56,6 +59,7 @@ def feature_lists(model, lists: Sequence[TrainingList], passage_vectors: Callabl
             torch.from_numpy(candidate_features(kinds, cosine, item.query, None)),
             torch.from_numpy(labels),
             1.0 if weights is None else float(weights[i]),
+            None if item.weights is None else torch.tensor(item.weights, dtype=torch.float32),
         ))
     if not out:
         raise ValueError("no training list has both a relevant and a non-relevant candidate")
@@ -63,26 +67,31 @@ def feature_lists(model, lists: Sequence[TrainingList], passage_vectors: Callabl
 
 
 def fit_linear_scorer(model, rows: Sequence[FeatureList], steps: int = 300, lr: float = 0.01,
-                      temperature: float | None = None) -> list[float]:
-    """Fit ``model.linear_scorer`` in place on ``rows`` by weighted RankNet (per list, the mean over its
-    ordered pairs, as ``losses.ranknet``); returns the training loss per step. Both weight rows learn at
-    once, each on its own features, in one batched computation over every pair of every list."""
+                      temperature: float | None = None, warm_start: bool = False) -> list[float]:
+    """Fit ``model.linear_scorer`` in place on ``rows`` by weighted RankNet (per list, the (weighted) mean over
+    its ordered pairs, as ``losses.ranknet``); returns the training loss per step. Both weight rows learn at
+    once, each on its own features, in one batched computation over every pair of every list. The weights
+    start at zero, or with ``warm_start`` at the model's current ones."""
     if model.linear_scorer is None:
         raise ValueError("the model has no linear scorer; build it with ResRankConfig.linear_features")
     temperature = temperature or model.config.temperature
     base = torch.cat([row.base for row in rows])
     features = [torch.cat([row.with_texts for row in rows]), torch.cat([row.vectors_only for row in rows])]
-    better, worse, owner, offset = [], [], [], 0
+    better, worse, owner, pair_weight, offset = [], [], [], [], 0
     for index, row in enumerate(rows):
         i, j = torch.nonzero(row.labels.unsqueeze(1) > row.labels.unsqueeze(0), as_tuple=True)
-        better.append(i + offset)
-        worse.append(j + offset)
-        owner.append(torch.full_like(i, index))
+        w = torch.ones(len(j)) if row.item_weights is None else row.item_weights[j]
+        keep = w > 0
+        better.append(i[keep] + offset)
+        worse.append(j[keep] + offset)
+        owner.append(torch.full_like(i[keep], index))
+        pair_weight.append(w[keep])
         offset += len(row.labels)
-    better, worse, owner = torch.cat(better), torch.cat(worse), torch.cat(owner)
-    pairs = torch.bincount(owner, minlength=len(rows)).float()
+    better, worse, owner, pair_weight = torch.cat(better), torch.cat(worse), torch.cat(owner), torch.cat(pair_weight)
+    pairs = torch.zeros(len(rows)).index_add_(0, owner, pair_weight)
     list_weight = torch.tensor([row.weight for row in rows]) / sum(row.weight for row in rows)
-    weight = torch.zeros_like(model.linear_scorer.weight, requires_grad=True)
+    start = model.linear_scorer.weight.detach().clone() if warm_start else torch.zeros_like(model.linear_scorer.weight)
+    weight = start.requires_grad_(True)
     optimizer = torch.optim.Adam([weight], lr=lr)
     curve = []
     for _ in tqdm(range(steps), desc="Fitting", unit="step", leave=False):
@@ -90,7 +99,7 @@ def fit_linear_scorer(model, rows: Sequence[FeatureList], steps: int = 300, lr: 
         value = 0.0
         for row_index in (0, 1):
             scores = base + features[row_index] @ weight[row_index]
-            pair_loss = torch.nn.functional.softplus(-(scores[better] - scores[worse]) / temperature)
+            pair_loss = torch.nn.functional.softplus(-(scores[better] - scores[worse]) / temperature) * pair_weight
             per_list = torch.zeros(len(rows)).index_add_(0, owner, pair_loss) / pairs
             value = value + (per_list * list_weight).sum()
         value.backward()

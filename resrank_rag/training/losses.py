@@ -25,13 +25,22 @@ def _better_pairs(labels: torch.Tensor) -> torch.Tensor:
     return labels.unsqueeze(1) > labels.unsqueeze(0)
 
 
-def ranknet(scores: torch.Tensor, labels: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
-    """Mean over ordered pairs (i more relevant than j) of -log sigmoid((s_i - s_j) / T)."""
+def ranknet(scores: torch.Tensor, labels: torch.Tensor, temperature: float = 0.05,
+            weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over ordered pairs (i more relevant than j) of -log sigmoid((s_i - s_j) / T).
+
+    ``weights`` (K,) weigh each pair by its less relevant passage's weight (a weighted mean; weight 0 leaves
+    the passage out as a negative): how sure the label "not relevant" is, as with feedback."""
     pairs = _better_pairs(labels)
+    if weights is not None:
+        pairs = pairs & (weights.unsqueeze(0) > 0)
     if not pairs.any():
         return scores.sum() * 0.0
     differences = (scores.unsqueeze(1) - scores.unsqueeze(0)) / temperature
-    return nn.functional.softplus(-differences[pairs]).mean()
+    if weights is None:
+        return nn.functional.softplus(-differences[pairs]).mean()
+    pair_weights = weights.to(scores.dtype).unsqueeze(0).expand_as(differences)[pairs]
+    return (nn.functional.softplus(-differences[pairs]) * pair_weights).sum() / pair_weights.sum()
 
 
 def listnet(scores: torch.Tensor, labels: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:

@@ -187,7 +187,12 @@ class Trainer:
                 anchor = [(p @ q).detach() for p, q in zip(passages, queries)]
             listwise = losses.LISTWISE[stage.listwise_loss]
             if stage.listwise_weight:
-                parts["listwise"] = torch.stack([listwise(s, y, stage.temperature) for s, y in zip(scores, labels)]).mean()
+                weights = [None if item.weights is None else torch.tensor(item.weights, device=device) for item in lists]
+                if any(w is not None for w in weights) and stage.listwise_loss != "ranknet":
+                    raise ValueError(f"stage {stage.name!r}: weighted lists (feedback) need listwise_loss 'ranknet'")
+                parts["listwise"] = torch.stack([listwise(s, y, stage.temperature) if w is None else
+                                                 losses.ranknet(s, y, stage.temperature, w)
+                                                 for s, y, w in zip(scores, labels, weights)]).mean()
             if stage.distill_weight:
                 parts["distill"] = torch.stack([losses.dense_distillation(s, d, stage.temperature) for s, d in zip(scores, anchor)]).mean()
             if stage.margin_weight:
