@@ -93,7 +93,7 @@ def simulate(index, model, dataset, qids: list[str], store_path: Path) -> list:
     """Ask every query through the demo pipeline and rate what is shown; returns the rated lists."""
     from demos.docqa.pipeline import DocQA, Stopwatch
 
-    qa = DocQA(index, generator=None, k=DEMO_K, first_stage="hybrid")
+    qa = DocQA(index, generator=None, k=DEMO_K, first_stage="hybrid", learn_from_feedback=False)  # the base's own lists
     store_path.unlink(missing_ok=True)
     fingerprint = model_fingerprint(model)
     with FeedbackStore(store_path) as store:

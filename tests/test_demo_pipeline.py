@@ -254,3 +254,26 @@ def test_warming_encodes_every_answer_sentence_once_so_answers_encode_none(tiny)
     before = cache.encoded_count
     answer = qa.ask("What is the hotel limit?", generate=False)
     assert answer.extractive and cache.encoded_count == before
+
+
+def test_ratings_reorder_the_next_answer_through_the_feedback_memory(qa):
+    from demos.docqa.pipeline import Stopwatch
+    from resrank_rag.feedback import ShownItem
+
+    query = "Hotels are reimbursed up to 150 euros per night."
+    before, _ = qa.rank(query, Stopwatch())
+    last = before[-1]
+    list_id = qa.feedback.record_shown("anonymous", query, qa.index.collection,
+                                       [ShownItem(c.id, c.resrank_rank, c.retrieval_rank) for c in before])
+    for _ in range(1):
+        qa.feedback.rate(list_id, "anonymous", last.id, 1)
+    qa_memory = qa.memory()
+    assert len(qa_memory) == 1
+    after, _ = qa.rank(query, Stopwatch())
+    moved = next(c for c in after if c.id == last.id)
+    gap = before[-2].resrank_score - last.resrank_score
+    assert moved.resrank_score == pytest.approx(last.resrank_score + 0.05, abs=1e-4)  # 0.05 x similarity 1
+    assert moved.resrank_rank < last.resrank_rank or gap > 0.05
+    qa.learn_from_feedback = False
+    plain, _ = qa.rank(query, Stopwatch())
+    assert [c.id for c in plain] == [c.id for c in before]

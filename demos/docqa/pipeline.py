@@ -23,8 +23,12 @@ from resrank_rag.backbones import cache_dir
 from resrank_rag.documents import FileProblem
 from resrank_rag.embedding_cache import EmbeddingCache
 from resrank_rag.feedback import FeedbackStore
+from resrank_rag.feedback.memory import FeedbackMemory
+from resrank_rag.results import RerankResult
 from resrank_rag.index import Document, Principal, ResRankIndex, content_hash
 
+MEMORY_STRENGTH = 0.05
+"""How far one 👍 of an identical past query moves a passage (picked on SciFact's held-out feedback, docs/feedback.md)."""
 BUILDER = Principal.unrestricted_access("demo builder")
 """The demo's own indexing code reads the whole collection; users never search as it."""
 
@@ -152,11 +156,14 @@ class DocQA:
         source_root: Path | None = None,
         problems: Sequence[FileProblem] = (),
         feedback: FeedbackStore | None = None,
+        learn_from_feedback: bool = True,
     ):
         """``generator`` None answers with the extractive answer only; ``users`` maps demo user names to their
         groups; ``source_root`` is the indexed folder (source links); ``problems`` the files that could not be
         read (each user sees those of files they may read); ``feedback`` where users' 👍/👎 on shown passages go
-        (default: an in-memory store)."""
+        (default: an in-memory store). With ``learn_from_feedback`` the ranking uses them at once through a
+        ``FeedbackMemory`` (strength ``MEMORY_STRENGTH``): it matched the adapted LM on SciFact
+        (benchmarks/feedback_loop.py), needs no training, and only reorders the candidates a user may read."""
         if not 1 <= context_passages <= k:
             raise ValueError(f"need 1 <= context_passages <= k, got {context_passages} and {k}")
         self.index = index
@@ -168,6 +175,8 @@ class DocQA:
         self.source_root = source_root
         self.problems = list(problems)
         self.feedback = feedback if feedback is not None else FeedbackStore(":memory:")
+        self.learn_from_feedback = learn_from_feedback
+        self._query_vectors: dict[str, np.ndarray] = {}
         self.lock = threading.Lock()
 
     def principal(self, user: str | None) -> Principal | None:
@@ -218,9 +227,15 @@ class DocQA:
         Only chunks ``principal`` may read are candidates (Qdrant filters them in the first stage).
         """
         with watch.stage("retrieve"):
-            hits, vectors = self.index.retrieve_with_vectors(query, self.k, first_stage=self.first_stage, principal=principal)
+            query_vector = self.index.model.encode_queries([query])[0]
+            hits, vectors = self.index.retrieve_with_vectors(query, self.k, first_stage=self.first_stage, principal=principal,
+                                                             query_vector=query_vector)
         with watch.stage("rerank"):
             ranked = self.index.model.rerank(query, [h.text for h in hits], vectors=vectors) if hits else []
+            memory = self.memory() if self.learn_from_feedback and ranked else None
+            if memory is not None and len(memory):
+                scores = memory.rerank(query_vector, [hits[r.index].id for r in ranked], [r.score for r in ranked])
+                ranked = [RerankResult(ranked[i].index, float(scores[i])) for i in np.argsort(-scores, kind="stable")]
         candidates = [
             Candidate(
                 id=hits[r.index].id,
@@ -239,6 +254,16 @@ class DocQA:
             for place, r in enumerate(ranked, 1)
         ]
         return candidates, vectors[[r.index for r in ranked]]
+
+    def memory(self) -> FeedbackMemory:
+        """Every rated list so far as a ``FeedbackMemory``; each list's query is encoded once."""
+        lists = self.feedback.lists()
+        new = [item for item in lists if item.list_id not in self._query_vectors]
+        if new:
+            self._query_vectors.update(zip([item.list_id for item in new],
+                                           self.index.model.encode_queries([item.query for item in new])))
+        vectors = np.stack([self._query_vectors[item.list_id] for item in lists]) if lists else np.zeros((0, 1))
+        return FeedbackMemory(vectors, [item.ratings for item in lists], strength=MEMORY_STRENGTH)
 
     def warm_extractive(self) -> int:
         """Encode every chunk's answerable sentences into the index's embedding cache (kept on disk beside the

@@ -20,7 +20,9 @@ class FeedbackMemory:
             raise ValueError(f"{len(query_vectors)} query vectors for {len(ratings)} rated lists")
         if neighbours < 1 or not -1.0 <= min_similarity <= 1.0 or strength < 0:
             raise ValueError("need neighbours >= 1, min_similarity in [-1, 1] and strength >= 0")
-        self.query_vectors = np.asarray(query_vectors, dtype=np.float32).reshape(len(ratings), -1)
+        self.query_vectors = np.asarray(query_vectors, dtype=np.float32)
+        if self.query_vectors.ndim != 2 and len(ratings):
+            raise ValueError("query_vectors must be (number of rated lists, dim)")
         self.ratings = [dict(r) for r in ratings]
         self.neighbours = neighbours
         self.min_similarity = min_similarity
