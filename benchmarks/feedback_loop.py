@@ -24,6 +24,7 @@ Each N's results are saved (``OUT/results-N.json``) and reused; adapt resumes it
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import random
@@ -230,10 +231,56 @@ def one_n(n: int, args, index, base, dataset_test, test_qids, candidates, all_li
     return record
 
 
+def label_free_n(n: int, mode: str, args, index, base, dataset_test, test_qids, candidates, all_lists,
+                 out: Path) -> dict:
+    """``adapt --synthetic`` with no ratings at all: pseudo-queries from the chunks the first N logged questions
+    showed in their top 3 (``mode="log"``, ``--synthetic-from``) or from chunks sampled uniformly (``"uniform"``)."""
+    saved = out / f"results-label-free-{mode}-{n}.json"
+    if saved.exists():
+        return json.loads(saved.read_text())
+    log_file = out / f"log-{n}.jsonl"  # every shown list, ratings stripped
+    write_jsonl(log_file, [dataclasses.replace(item, ratings={}) for item in all_lists[:n]])
+    started = time.monotonic()
+    options = dict(synthetic_from=log_file) if mode == "log" else dict(synthetic=True)
+    result = adapt(index, out=out / f"label-free-{mode}-{n}", base=args.base, first_stage="hybrid", steps=args.steps,
+                   prior_steps=args.prior_steps, eval_every=args.eval_every, patience=args.patience, **options)
+    adapt_s = time.monotonic() - started
+    adapted = ResRank.from_pretrained(result.model, precision=args.precision)
+    queries, qv, ids, texts, vectors = candidates
+    systems = {
+        "base": model_scores(base, queries, qv, texts, vectors, lm=False),
+        "label-free": model_scores(adapted, queries, qv, texts, vectors, lm=True),
+        "label-free LM off": model_scores(adapted, queries, qv, texts, vectors, lm=False),
+    }
+    values = {name: per_query(dataset_test.qrels, run_of(test_qids, ids, s)) for name, s in systems.items()}
+    liked = {i for item in all_lists[:n] for i, label in item.ratings.items() if label > 0}
+    seen = {q for q in test_qids if any(d in liked for d, g in dataset_test.qrels[q].items() if g > 0)}
+    parts = {"all": set(test_qids), "seen": seen, "unseen": set(test_qids) - seen}
+    table = {part: {name: float(np.mean([v[q] for q in members])) if members else None for name, v in values.items()}
+             for part, members in parts.items()}
+    tests = {part: {f"{a} vs {b}": paired_test({q: values[a][q] for q in members}, {q: values[b][q] for q in members})
+                    for a, b in [("label-free", "base"), ("label-free", "label-free LM off")]}
+             for part, members in parts.items() if len(members) > 1}
+    record = {
+        "n": n, "mode": mode, "synthetic_from": result.data.get("synthetic_from"),
+        "train_queries": result.data.get("train_queries"), "adapted_published": result.adapted,
+        "adapt_wall_s": round(adapt_s, 1), "adapt_steps": result.steps, "adapt_best_step": result.best_step,
+        "adapt_heldout": result.rows, "sizes": {part: len(members) for part, members in parts.items()},
+        "table": table, "tests": tests, "cpu": cpu_name(), "torch_threads": torch.get_num_threads(),
+    }
+    saved.write_text(json.dumps(record, indent=1))
+    return record
+
+
 def print_record(record: dict) -> None:
-    print(f"\n## N = {record['n']} queries asked: {record['lists']} rated lists, {record['events']} events; "
-          f"adapt {record['adapt_wall_s']:.0f} s, {record['adapt_steps']} steps (best {record['adapt_best_step']}), "
-          f"{'published' if record['adapted_published'] else 'base kept'}; memory strength {record['memory_strength']}")
+    if "mode" in record:
+        print(f"\n## label-free ({record['mode']}), N = {record['n']} logged questions: {record['train_queries']} "
+              f"pseudo-query lists; adapt {record['adapt_wall_s']:.0f} s, {record['adapt_steps']} steps "
+              f"(best {record['adapt_best_step']}), {'published' if record['adapted_published'] else 'base kept'}")
+    else:
+        print(f"\n## N = {record['n']} queries asked: {record['lists']} rated lists, {record['events']} events; "
+              f"adapt {record['adapt_wall_s']:.0f} s, {record['adapt_steps']} steps (best {record['adapt_best_step']}), "
+              f"{'published' if record['adapted_published'] else 'base kept'}; memory strength {record['memory_strength']}")
     names = list(record["table"]["all"])
     print("| test queries | n | " + " | ".join(names) + " |")
     print("|---|---|" + "---|" * len(names))
@@ -257,6 +304,7 @@ def plot(records: list[dict], path: Path, title: str) -> None:
         ax.plot(ns, [r["table"]["all"][name] for r in records], marker="o", label=name)
     ax.set_xscale("log")
     ax.set_xticks(ns, [str(n) for n in ns])
+    ax.minorticks_off()
     ax.set_xlabel("simulated user queries with feedback")
     ax.set_ylabel("nDCG@10 (test, hybrid top-100)")
     ax.set_title(title)
@@ -280,6 +328,9 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--patience", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--label-free", action="append", choices=("log", "uniform"), default=[],
+                        help="Also adapt with no ratings (repeat): pseudo-queries from the chunks the logged questions "
+                             "showed first (log) or sampled uniformly (uniform); a table per N.")
     args = parser.parse_args()
     ns = args.n or [400, 200, 100, 50]  # run in this order (the largest first); tables and plot sorted by N
     out = args.out or Path("runs/feedback-loop") / args.data.name
@@ -310,6 +361,8 @@ def main() -> None:
     for n in ns:
         records.append(one_n(n, args, index, base, test, test_qids, candidates, all_lists, out))
         print_record(records[-1])
+        for mode in args.label_free:
+            print_record(label_free_n(n, mode, args, index, base, test, test_qids, candidates, all_lists, out))
     records.sort(key=lambda r: r["n"])
     (out / "results.json").write_text(json.dumps(records, indent=1))
     plot(records, out / "feedback_loop.png", f"{args.data.name}: learning from simulated feedback")

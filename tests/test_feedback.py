@@ -171,3 +171,26 @@ def test_cli_takes_a_feedback_file(world, tmp_path):  # noqa: F811
     assert "feedback: 61 events on 30 lists (1 dropped" in result.output
     missing = CliRunner().invoke(app, ["adapt", "--collection", "docs", "--path", world["path"], "--out", str(tmp_path / "o")])
     assert missing.exit_code != 0 and "--feedback FILE" in missing.output
+
+
+def test_label_free_pseudo_queries_come_only_from_chunks_users_were_shown_first(world, tmp_path):  # noqa: F811
+    from resrank_rag.adapt.synthetic import pseudo_queries, shown_chunks
+
+    log = tmp_path / "log.sqlite"
+    with FeedbackStore(log) as store:  # questions asked, nothing rated
+        for n in range(24):
+            store.record_shown("u", f"question {n}", "docs", shown(f"d{n % 20}", f"d{20 + n % 3}", "d39", "d38"))
+    top = shown_chunks(log)  # positions 1-3 only: d38 (4th every time) never; the most often shown first
+    assert set(top) == {f"d{i}" for i in range(23)} | {"d39"} and top[0] == "d39" and set(top[1:4]) == {"d20", "d21", "d22"}
+    model = ResRank.from_pretrained(world["base"], precision="fp32")
+    with ResRankIndex(model, "docs", path=world["path"]) as index:
+        made = pseudo_queries(index, 40, ("sentence", "keyphrases"), chunk_ids=top)
+        assert len(made) == len(top) and {i for q in made for i in q.relevant} == set(top)
+        with pytest.raises(ValueError, match="another collection"):
+            pseudo_queries(index, 5, chunk_ids=["not-a-chunk"])
+    result = adapt("docs", out=tmp_path / "out", synthetic_from=log, synthetic_kinds=("sentence", "keyphrases"),
+                   base=world["base"], path=world["path"], stages=[PRIOR], **FAST)
+    assert result.data["synthetic_from"] == {"file": str(log), "chunks": 24} and result.data["synthetic"]
+    with pytest.raises(ValueError, match="no shown lists"):
+        write_jsonl(tmp_path / "empty.jsonl", [])
+        shown_chunks(tmp_path / "empty.jsonl")

@@ -4,7 +4,8 @@ The child runs the real command with embedded Qdrant instrumented: after a rando
 multi-point write (an upsert or a delete) has reached the SQLite file and before the next one does,
 it reports and stalls, and the test kills it there. So every kill provably lands inside a write, on a
 machine of any speed; a run that ends before its chosen point fails the test instead of passing
-without testing anything.
+without testing anything. Each run is a process forked from a server that imported everything once
+(``Runner``), so the twelve runs do not pay twelve interpreter starts.
 """
 
 import json
@@ -16,6 +17,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 from resrank_rag import ResRank
 from resrank_rag.documents import chunk_document, read_documents
@@ -23,10 +25,10 @@ from resrank_rag.index import ResRankIndex, point_id
 
 CHILD = textwrap.dedent(
     """
-    import os, sys, time
+    import json, os, sys, time
     from qdrant_client.local import local_collection, persistence
 
-    target, state = int(os.environ["STALL_AT"]), {"size": 0, "done": 0, "inside": 0}
+    state = {"target": 10**9, "size": 0, "done": 0, "inside": 0}
 
     def call(original, count):
         def wrapped(self, items, *args, **kwargs):
@@ -40,7 +42,7 @@ CHILD = textwrap.dedent(
             state["done"] += 1
             if state["done"] < state["size"]:  # more points of this same call are still to be written
                 state["inside"] += 1
-                if state["inside"] == target:
+                if state["inside"] == state["target"]:
                     print(f"stalled inside {kind} {state['done']}/{state['size']}", flush=True)
                     time.sleep(600)
             return result
@@ -52,29 +54,69 @@ CHILD = textwrap.dedent(
     store = persistence.CollectionPersistence
     store.persist, store.delete = write(store.persist, "upsert"), write(store.delete, "delete")
 
+    import torch
+    torch.set_num_threads(1)  # no thread pool exists when a run is forked
+    from resrank_rag import ResRank
     from resrank_rag.cli import app
-    app(sys.argv[1:], prog_name="resrank")
+    ResRank.from_pretrained(sys.argv[1])  # every module a run loads, imported once; each run forks from here
+    print("ready", flush=True)
+    for line in sys.stdin:
+        args, target = json.loads(line)
+        pid = os.fork()
+        if pid == 0:  # the run: the real `resrank index` in a process of its own, from a clean state
+            state["target"], code = target, 1
+            try:
+                app(args, prog_name="resrank")
+            except SystemExit as stop:
+                code = stop.code if isinstance(stop.code, int) else 1
+            finally:
+                sys.stdout.flush()
+                os._exit(code)
+        print(f"pid {pid}", flush=True)
+        print(f"exit {os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])}", flush=True)
     """
 )
 
 
-def run(script, args, env, stall_at: int | None) -> str | None:
-    """Run the command; with ``stall_at``, SIGKILL it at that mid-write point and return the report line."""
-    child = subprocess.Popen(
-        [sys.executable, str(script), "index", *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        text=True, env={**env, "STALL_AT": str(stall_at or 10**9)},
-    )
-    try:
-        for line in child.stdout:
-            if line.startswith("stalled inside"):
-                child.send_signal(signal.SIGKILL)
-                return line.strip()
-        assert stall_at is None, f"the command ended before mid-write point {stall_at}; nothing was killed"
-        return None
-    finally:
-        child.kill()
-        child.wait(timeout=60)
-        assert stall_at is not None or child.returncode == 0, f"the clean run failed ({child.returncode})"
+class Runner:
+    """Runs `resrank index` in processes forked from one that has imported everything once (a run starts in
+    milliseconds, not the seconds a fresh interpreter takes to import torch, transformers and
+    sentence-transformers); each run is its own process, killed with SIGKILL like any other."""
+
+    def __init__(self, script, model_folder, env):
+        self.server = subprocess.Popen([sys.executable, str(script), str(model_folder)], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        assert self.server.stdout.readline().strip() == "ready", "the fork server did not start"
+
+    def __call__(self, args, stall_at: int | None) -> str | None:
+        """Run the command; with ``stall_at``, SIGKILL it at that mid-write point and return the report line."""
+        self.server.stdin.write(json.dumps([["index", *args], stall_at or 10**9]) + "\n")
+        self.server.stdin.flush()
+        pid, stalled, killed = None, None, False
+        for line in self.server.stdout:
+            if line.startswith("pid "):
+                pid = int(line.split()[1])
+            elif line.startswith("stalled inside"):
+                stalled = line.strip()
+            elif line.startswith("exit "):
+                code = int(line.split()[1])
+                if stall_at is None:
+                    assert code == 0, f"the clean run failed ({code})"
+                    return None
+                assert killed, f"the command ended before mid-write point {stall_at}; nothing was killed"
+                assert code == -signal.SIGKILL, f"the killed run ended with {code}, not by SIGKILL"
+                return stalled
+            if stall_at is not None and not killed and pid is not None and stalled is not None:
+                os.kill(pid, signal.SIGKILL)
+                killed = True
+        raise AssertionError("the fork server stopped")
+
+    def close(self):
+        self.server.stdin.close()
+        try:
+            self.server.wait(timeout=60)
+        finally:
+            self.server.kill()
 
 
 def collection_state(model_folder, store_folder, collection) -> dict[str, tuple[str, str, np.ndarray]]:
@@ -86,16 +128,19 @@ def collection_state(model_folder, store_folder, collection) -> dict[str, tuple[
         return {p.payload["chunk_id"]: (p.payload["doc_id"], p.payload["text"], np.asarray(p.vector[""])) for p in found}
 
 
-def setup(tmp_path, tiny):
+@pytest.fixture
+def run(tmp_path, tiny):
+    """``run(args, stall_at)``: `resrank index ARGS` with the tiny model saved at tmp_path/model."""
     tiny.save_pretrained(tmp_path / "model")
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "RESRANK_CACHE_DIR": str(tmp_path / "cache")}
-    return script, env
+    runner = Runner(script, tmp_path / "model", env)
+    yield runner
+    runner.close()
 
 
-def test_random_sigkills_inside_writes_then_a_rerun_leave_exactly_one_point_per_document(tmp_path, tiny):
-    script, env = setup(tmp_path, tiny)
+def test_random_sigkills_inside_writes_then_a_rerun_leave_exactly_one_point_per_document(tmp_path, tiny, run):
     documents = {f"doc-{i}": f"passage {i} about topic {i % 7}" for i in range(48)}
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(json.dumps({"_id": k, "title": "", "text": v}) + "\n" for k, v in documents.items()))
@@ -103,8 +148,8 @@ def test_random_sigkills_inside_writes_then_a_rerun_leave_exactly_one_point_per_
             "--model", str(tmp_path / "model"), "--batch-size", "2", "--no-cache"]
     rng = random.Random(9)
     for _ in range(3):  # 48 documents in batches of 2: 24 upserts with one mid-write point each
-        assert run(script, args, env, stall_at=rng.randint(1, 6)).startswith("stalled inside upsert")
-    run(script, args, env, stall_at=None)
+        assert run(args, stall_at=rng.randint(1, 6)).startswith("stalled inside upsert")
+    run(args, stall_at=None)
 
     state = collection_state(tmp_path / "model", tmp_path / "qdrant", "kills")
     assert {chunk: text for chunk, (_, text, _) in state.items()} == documents
@@ -135,8 +180,7 @@ VERSIONS = [
 ]
 
 
-def test_sync_follows_edits_splits_shrinks_and_deletes_through_random_sigkills(tmp_path, tiny):
-    script, env = setup(tmp_path, tiny)
+def test_sync_follows_edits_splits_shrinks_and_deletes_through_random_sigkills(tmp_path, tiny, run):
     source = tmp_path / "docs"
     source.mkdir()
     args = [str(source), "--sync", "--collection", "sync", "--path", str(tmp_path / "qdrant"),
@@ -147,8 +191,8 @@ def test_sync_follows_edits_splits_shrinks_and_deletes_through_random_sigkills(t
     for version in VERSIONS:
         write_version(source, version)
         for _ in range(2):
-            kinds.add(run(script, args, env, stall_at=rng.randint(1, 4)).split()[2])
-        run(script, args, env, stall_at=None)
+            kinds.add(run(args, stall_at=rng.randint(1, 4)).split()[2])
+        run(args, stall_at=None)
 
         expected = {c.id: (d.id, c.text) for d in read_documents(source) for c in chunk_document(d, 8, 2)}
         state = collection_state(tmp_path / "model", tmp_path / "qdrant", "sync")

@@ -14,7 +14,7 @@ from pathlib import Path
 from resrank_rag.adapt.feedback import FeedbackWeights, feedback_queries
 from resrank_rag.adapt.lists import FixedLists, HeldOut, StoredVectors, first_stage_lists, split
 from resrank_rag.adapt.queries import LabelledQuery, read_queries, resolve
-from resrank_rag.adapt.synthetic import DEFAULT_KINDS, QuestionWriter, pseudo_queries
+from resrank_rag.adapt.synthetic import DEFAULT_KINDS, QuestionWriter, pseudo_queries, shown_chunks
 from resrank_rag.model import DEFAULT_MODEL
 
 MIN_QUERIES = 20
@@ -86,6 +86,7 @@ def adapt(
     synthetic: bool = False,
     synthetic_kinds=DEFAULT_KINDS,
     synthetic_count: int = 800,
+    synthetic_from: str | Path | None = None,
     write_questions: QuestionWriter | None = None,
     holdout: float = 0.2,
     depth: int = 100,
@@ -107,7 +108,9 @@ def adapt(
     feedback store or its JSONL export (``resrank_rag.feedback``: 👍 positives, 👎 and skipped passages
     negatives, weighted by ``feedback_weights``), alone or beside ``queries``; with
     ``synthetic`` the training queries are pseudo-queries from the chunks (held out: the labelled
-    queries' held-out part when ``queries`` is given too). Training (``default_stages`` unless
+    queries' held-out part when ``queries`` is given too); ``synthetic_from`` (a feedback store or export, rated
+    or not) makes them only from the chunks its logged questions showed first (``synthetic.shown_chunks``), and
+    implies ``synthetic``. Training (``default_stages`` unless
     ``stages``) stops early when ``patience`` held-out evaluations bring no gain; the best model is
     written to ``out/model`` only when it beats the base on the held-out part. ``out/run`` holds the
     resumable training state: the same call again continues where it stopped.
@@ -115,6 +118,7 @@ def adapt(
     from resrank_rag import ResRank
 
     started = time.monotonic()
+    synthetic = synthetic or synthetic_from is not None
     if queries is None and feedback is None and not synthetic:
         raise ValueError("give a queries file (JSONL), a feedback file, or synthetic=True (pseudo-queries from the collection)")
     if not 0.0 < holdout < 1.0:
@@ -133,8 +137,9 @@ def adapt(
             labelled = (labelled or []) + rated.queries
             _check_count(len({q.query.strip() for q in labelled}), f"{feedback} and {queries}" if queries else
                          f"{feedback} (lists with a 👍 on a chunk still in the collection) holds")
+        targets = None if synthetic_from is None else shown_chunks(synthetic_from)
         train_q, held_q = _queries(index, labelled, synthetic, synthetic_kinds, synthetic_count, write_questions,
-                                   holdout, seed)
+                                   holdout, seed, targets)
         vectors = StoredVectors()
         train_lists = [item for item in first_stage_lists(index, model, train_q, list_size, first_stage, vectors)
                        if any(item.labels)]
@@ -154,6 +159,8 @@ def adapt(
             "synthetic": list(synthetic_kinds) if synthetic else None, "train_queries": len(train_lists),
             "heldout_queries": len(held.lists), "holdout": holdout, "list_size": list_size, "depth": depth, "seed": seed,
         }
+        if synthetic_from is not None:  # absent otherwise, so runs saved before the option still resume
+            data["synthetic_from"] = {"file": str(synthetic_from), "chunks": len(targets)}
     finally:
         if isinstance(collection, str):
             index.close()
@@ -268,13 +275,13 @@ def _publish(best: Path, target: Path, heldout: dict) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _queries(index, labelled, synthetic, kinds, count, write_questions, holdout, seed):
+def _queries(index, labelled, synthetic, kinds, count, write_questions, holdout, seed, targets=None):
     """(training queries, held-out queries)."""
     held = None
     if labelled is not None:
         train, held = split(_merge(resolve(index, labelled)), holdout, MIN_HELDOUT)
     if synthetic:
-        pseudo = _merge(pseudo_queries(index, count, kinds, seed, write_questions))
+        pseudo = _merge(pseudo_queries(index, count, kinds, seed, write_questions, targets))
         if held is None:
             _check_count(len(pseudo), f"collection {index.collection!r} gave")
             train, held = split(pseudo, holdout, MIN_HELDOUT)

@@ -6,7 +6,7 @@ import math
 import random
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from resrank_rag.adapt.queries import LabelledQuery
 
@@ -20,16 +20,23 @@ WORD = re.compile(r"[^\W\d_][\w'-]*", re.UNICODE)
 
 
 def pseudo_queries(index, count: int, kinds=DEFAULT_KINDS, seed: int = 0,
-                   write_questions: QuestionWriter | None = None) -> list[LabelledQuery]:
-    """Up to ``count`` pseudo-queries, one per sampled chunk, the kinds taken in turn (a chunk that cannot
-    give one kind, e.g. has no title, gives the next)."""
+                   write_questions: QuestionWriter | None = None,
+                   chunk_ids: Collection[str] | None = None) -> list[LabelledQuery]:
+    """Up to ``count`` pseudo-queries, one per sampled chunk (of ``chunk_ids`` only, when given), the kinds
+    taken in turn (a chunk that cannot give one kind, e.g. has no title, gives the next)."""
     bad = [k for k in kinds if k not in KINDS]
     if bad or not kinds:
         raise ValueError(f"unknown synthetic query kinds {bad}; choose from {KINDS}")
     from resrank_rag.adapt.queries import _scroll
 
     chunks = [p.payload for p in _scroll(index, None, ["chunk_id", "doc_id", "text", "metadata"])]
-    frequency = Counter(w for c in chunks for w in set(_words(c["text"])))
+    frequency = Counter(w for c in chunks for w in set(_words(c["text"])))  # over the whole collection
+    if chunk_ids is not None:
+        wanted_ids = set(chunk_ids)
+        chunks = [c for c in chunks if c["chunk_id"] in wanted_ids]
+        if not chunks:
+            raise ValueError(f"none of the {len(wanted_ids)} chunks to make pseudo-queries from is in collection "
+                             f"{index.collection!r}: was the log recorded on another collection?")
     rng = random.Random(seed)
     sample = rng.sample(chunks, min(count, len(chunks)))
     wanted = [kinds[i % len(kinds)] for i in range(len(sample))]
@@ -72,6 +79,18 @@ def _make(kind: str, chunk: dict, rng: random.Random, frequency: Counter, total:
         return " ".join(ranked[:4]) if len(ranked) >= 3 else None
     question = questions.get(text, "")
     return question if len(question.split()) >= 3 else None
+
+
+def shown_chunks(path, top: int = 3) -> list[str]:
+    """The chunks that users' questions logged in ``path`` (a feedback store or its JSONL export, rated or not)
+    showed in their ``top`` positions, most often shown first: where pseudo-queries pay (docs/feedback.md)."""
+    from resrank_rag.feedback import read_feedback
+
+    lists = read_feedback(path, rated_only=False)
+    if not lists:
+        raise ValueError(f"{path} holds no shown lists: ask the demo some questions first")
+    counts = Counter(s.chunk_id for item in lists for s in item.shown if s.position <= top)
+    return [chunk for chunk, _ in counts.most_common()]
 
 
 def smollm2_questions(texts: list[str], max_new_tokens: int = 32) -> list[str]:

@@ -18,6 +18,7 @@ def adapt(
     synthetic: Annotated[bool, typer.Option("--synthetic", help="Train on pseudo-queries made from the collection (no labels needed).")] = False,
     synthetic_kind: Annotated[list[str] | None, typer.Option(help="Pseudo-query kinds (repeat): title, sentence, keyphrases, questions (SmolLM2, slow).")] = None,
     synthetic_count: Annotated[int, typer.Option(min=1, help="Pseudo-queries to make (one per sampled chunk).")] = 800,
+    synthetic_from: Annotated[Path | None, typer.Option(dir_okay=False, help="Make the pseudo-queries only from the chunks the demo's logged questions showed first (feedback.sqlite or export; ratings not needed). Implies --synthetic.")] = None,
     base: Annotated[str, typer.Option(help="The model the collection was indexed with (folder, packaged name or hub id).")] = DEFAULT_MODEL,
     path: Annotated[str | None, typer.Option(help="Embedded Qdrant folder (default ./.resrank/qdrant).")] = None,
     url: Annotated[str | None, typer.Option(help="Qdrant server URL instead of an embedded folder.")] = None,
@@ -41,13 +42,14 @@ def adapt(
     from resrank_rag.adapt.synthetic import DEFAULT_KINDS
     from resrank_rag.index import ModelMismatchError
 
-    if queries is None and feedback is None and not synthetic:
+    if queries is None and feedback is None and not synthetic and synthetic_from is None:
         raise typer.BadParameter("give --queries FILE (labelled questions), --feedback FILE (users' 👍/👎) or --synthetic (pseudo-queries)")
     try:
         result = run_adapt(
             collection, queries, out=out, base=base, path=path, url=url, api_key=api_key,
             first_stage="hybrid" if hybrid else "dense", feedback=feedback, synthetic=synthetic,
-            synthetic_kinds=tuple(synthetic_kind or DEFAULT_KINDS), synthetic_count=synthetic_count, holdout=holdout,
+            synthetic_kinds=tuple(synthetic_kind or DEFAULT_KINDS), synthetic_count=synthetic_count, synthetic_from=synthetic_from,
+            holdout=holdout,
             depth=depth, list_size=list_size, prior_steps=prior_steps, steps=steps, eval_every=eval_every,
             patience=patience, seed=seed, resume=resume,
         )

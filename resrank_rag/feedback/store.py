@@ -170,8 +170,9 @@ def write_jsonl(path: str | Path, lists: Iterable[FeedbackList]) -> int:
     return len(lists)
 
 
-def read_feedback(path: str | Path) -> list[FeedbackList]:
-    """The rated lists of a feedback store (``.sqlite``/``.db``) or of a JSONL export."""
+def read_feedback(path: str | Path, rated_only: bool = True) -> list[FeedbackList]:
+    """The rated lists of a feedback store (``.sqlite``/``.db``) or of a JSONL export (every shown list, rated
+    or not, unless ``rated_only``)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"feedback file {path} not found: give the demo's feedback.sqlite or a JSONL export")
@@ -179,6 +180,6 @@ def read_feedback(path: str | Path) -> list[FeedbackList]:
         is_sqlite = handle.read(16) == b"SQLite format 3\x00"
     if is_sqlite:
         with FeedbackStore(path) as store:
-            return store.lists()
+            return store.lists(rated_only)
     return [FeedbackList.from_dict(row, f"{path}:{number}") for number, row in read_jsonl(path)
-            if isinstance(row, dict) and (row.get("ratings") or {})]
+            if isinstance(row, dict) and ((row.get("ratings") or {}) or not rated_only)]
