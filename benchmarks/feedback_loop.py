@@ -180,6 +180,21 @@ def refit_features(base_name: str, index, feedback_file: Path, precision: str):
     return model
 
 
+def compare(systems: dict, rated_lists, dataset_test, test_qids, ids, pairs) -> tuple[dict, dict, dict]:
+    """(sizes, mean nDCG@10, paired tests of ``pairs``) over all test queries and split by whether one of a
+    query's relevant passages was 👍 in ``rated_lists`` (seen) or not (unseen)."""
+    values = {name: per_query(dataset_test.qrels, run_of(test_qids, ids, s)) for name, s in systems.items()}
+    liked = {i for item in rated_lists for i, label in item.ratings.items() if label > 0}
+    seen = {q for q in test_qids if any(d in liked for d, g in dataset_test.qrels[q].items() if g > 0)}
+    parts = {"all": set(test_qids), "seen": seen, "unseen": set(test_qids) - seen}
+    table = {part: {name: float(np.mean([v[q] for q in members])) if members else None for name, v in values.items()}
+             for part, members in parts.items()}
+    tests = {part: {f"{a} vs {b}": paired_test({q: values[a][q] for q in members}, {q: values[b][q] for q in members})
+                    for a, b in pairs}
+             for part, members in parts.items() if len(members) > 1}
+    return {part: len(members) for part, members in parts.items()}, table, tests
+
+
 def one_n(n: int, args, index, base, dataset_test, test_qids, candidates, all_lists, out: Path) -> dict:
     saved = out / f"results-{n}.json"
     if saved.exists():
@@ -208,23 +223,16 @@ def one_n(n: int, args, index, base, dataset_test, test_qids, candidates, all_li
         "memory": [s + a for s, a in zip(base_scores, memory_adjust)],
         "adapted+memory": [s + a for s, a in zip(adapted_scores, memory_adjust)],
     }
-    values = {name: per_query(dataset_test.qrels, run_of(test_qids, ids, s)) for name, s in systems.items()}
-    liked = {i for item in read_feedback(feedback_file) for i, label in item.ratings.items() if label > 0}
-    seen = {q for q in test_qids if any(d in liked for d, g in dataset_test.qrels[q].items() if g > 0)}
-    parts = {"all": set(test_qids), "seen": seen, "unseen": set(test_qids) - seen}
-    table = {part: {name: float(np.mean([v[q] for q in members])) if members else None for name, v in values.items()}
-             for part, members in parts.items()}
-    tests = {part: {f"{a} vs {b}": paired_test({q: values[a][q] for q in members}, {q: values[b][q] for q in members})
-                    for a, b in [("adapted", "base"), ("adapted", "memory"), ("adapted", "features"),
-                                 ("adapted", "adapted LM off"), ("memory", "base"), ("features", "base"),
-                                 ("adapted+memory", "memory")]}
-             for part, members in parts.items() if len(members) > 1}
+    sizes, table, tests = compare(systems, read_feedback(feedback_file), dataset_test, test_qids, ids,
+                                  [("adapted", "base"), ("adapted", "memory"), ("adapted", "features"),
+                                   ("adapted", "adapted LM off"), ("memory", "base"), ("features", "base"),
+                                   ("adapted+memory", "memory")])
     record = {
         "n": n, "lists": sum(1 for item in all_lists[:n] if item.ratings),
         "events": sum(len(item.ratings) for item in all_lists[:n]), "adapted_published": result.adapted,
         "adapt_wall_s": round(adapt_s, 1), "adapt_steps": result.steps, "adapt_best_step": result.best_step,
         "adapt_heldout": result.rows, "memory_strength": strength, "memory_strength_curve": strength_curve,
-        "sizes": {part: len(members) for part, members in parts.items()}, "table": table, "tests": tests,
+        "sizes": sizes, "table": table, "tests": tests,
         "cpu": cpu_name(), "torch_threads": torch.get_num_threads(),
     }
     saved.write_text(json.dumps(record, indent=1))
@@ -252,20 +260,13 @@ def label_free_n(n: int, mode: str, args, index, base, dataset_test, test_qids, 
         "label-free": model_scores(adapted, queries, qv, texts, vectors, lm=True),
         "label-free LM off": model_scores(adapted, queries, qv, texts, vectors, lm=False),
     }
-    values = {name: per_query(dataset_test.qrels, run_of(test_qids, ids, s)) for name, s in systems.items()}
-    liked = {i for item in all_lists[:n] for i, label in item.ratings.items() if label > 0}
-    seen = {q for q in test_qids if any(d in liked for d, g in dataset_test.qrels[q].items() if g > 0)}
-    parts = {"all": set(test_qids), "seen": seen, "unseen": set(test_qids) - seen}
-    table = {part: {name: float(np.mean([v[q] for q in members])) if members else None for name, v in values.items()}
-             for part, members in parts.items()}
-    tests = {part: {f"{a} vs {b}": paired_test({q: values[a][q] for q in members}, {q: values[b][q] for q in members})
-                    for a, b in [("label-free", "base"), ("label-free", "label-free LM off")]}
-             for part, members in parts.items() if len(members) > 1}
+    sizes, table, tests = compare(systems, all_lists[:n], dataset_test, test_qids, ids,
+                                  [("label-free", "base"), ("label-free", "label-free LM off")])
     record = {
         "n": n, "mode": mode, "synthetic_from": result.data.get("synthetic_from"),
         "train_queries": result.data.get("train_queries"), "adapted_published": result.adapted,
         "adapt_wall_s": round(adapt_s, 1), "adapt_steps": result.steps, "adapt_best_step": result.best_step,
-        "adapt_heldout": result.rows, "sizes": {part: len(members) for part, members in parts.items()},
+        "adapt_heldout": result.rows, "sizes": sizes,
         "table": table, "tests": tests, "cpu": cpu_name(), "torch_threads": torch.get_num_threads(),
     }
     saved.write_text(json.dumps(record, indent=1))
@@ -351,10 +352,10 @@ def main() -> None:
         test_qids = [q for q in test.queries if any(g > 0 for g in test.qrels.get(q, {}).values())][: args.test_queries]
     lists_file = out / f"simulated-{max(ns)}.jsonl"
     if lists_file.exists():
-        all_lists = read_feedback_all(lists_file)
+        all_lists = read_feedback(lists_file, rated_only=False)
     else:
         all_lists = simulate(index, base, train, order[: max(ns)], out / "feedback.sqlite")
-        lists_file.write_text("".join(json.dumps(item.to_dict()) + "\n" for item in all_lists))
+        write_jsonl(lists_file, all_lists)
     candidates = test_candidates(index, base, test, test_qids)
     print(f"{args.data.name}: {len(test_qids)} test queries; CPU {cpu_name()}, {torch.get_num_threads()} threads")
     records = []
@@ -367,13 +368,6 @@ def main() -> None:
     (out / "results.json").write_text(json.dumps(records, indent=1))
     plot(records, out / "feedback_loop.png", f"{args.data.name}: learning from simulated feedback")
     print(f"\nwrote {out / 'results.json'} and {out / 'feedback_loop.png'}")
-
-
-def read_feedback_all(path: Path) -> list:
-    """Every simulated list, rated or not (the order of asking)."""
-    from resrank_rag.feedback import FeedbackList
-
-    return [FeedbackList.from_dict(json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
 
 
 if __name__ == "__main__":

@@ -265,8 +265,7 @@ def test_ratings_reorder_the_next_answer_through_the_feedback_memory(qa):
     last = before[-1]
     list_id = qa.feedback.record_shown("anonymous", query, qa.index.collection,
                                        [ShownItem(c.id, c.resrank_rank, c.retrieval_rank) for c in before])
-    for _ in range(1):
-        qa.feedback.rate(list_id, "anonymous", last.id, 1)
+    qa.feedback.rate(list_id, "anonymous", last.id, 1)
     qa_memory = qa.memory()
     assert len(qa_memory) == 1
     after, _ = qa.rank(query, Stopwatch())

@@ -231,7 +231,8 @@ class DocQA:
             hits, vectors = self.index.retrieve_with_vectors(query, self.k, first_stage=self.first_stage, principal=principal,
                                                              query_vector=query_vector)
         with watch.stage("rerank"):
-            ranked = self.index.model.rerank(query, [h.text for h in hits], vectors=vectors) if hits else []
+            ranked = (self.index.model.rerank(query, [h.text for h in hits], vectors=vectors, query_vector=query_vector)
+                      if hits else [])
             memory = self.memory() if self.learn_from_feedback and ranked else None
             if memory is not None and len(memory):
                 scores = memory.rerank(query_vector, [hits[r.index].id for r in ranked], [r.score for r in ranked])
