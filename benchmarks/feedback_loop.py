@@ -18,7 +18,8 @@ Test queries are split by whether one of their relevant passages was ever 👍 (
     python benchmarks/feedback_loop.py --data ../shared/data/medquad --train-split train --test-split train \\
         --test-queries 300 --n 400 --out runs/feedback-loop/medquad
 
-Each N's results are saved (``OUT/results-N.json``) and reused; adapt resumes its own run.
+Each N's results are saved (``OUT/results-N.json``; ``results-N-seedS.json`` for another ``--seed``) and reused;
+adapt resumes its own run.
 """
 
 from __future__ import annotations
@@ -195,15 +196,17 @@ def compare(systems: dict, rated_lists, dataset_test, test_qids, ids, pairs) -> 
     return {part: len(members) for part, members in parts.items()}, table, tests
 
 
-def one_n(n: int, args, index, base, dataset_test, test_qids, candidates, all_lists, out: Path) -> dict:
-    saved = out / f"results-{n}.json"
+def one_n(n: int, args, index, base, dataset_test, test_qids, candidates, all_lists, out: Path, seed: int = 0) -> dict:
+    tag = f"{n}" if seed == 0 else f"{n}-seed{seed}"
+    saved = out / f"results-{tag}.json"
     if saved.exists():
         return json.loads(saved.read_text())
     feedback_file = out / f"feedback-{n}.jsonl"
     write_jsonl(feedback_file, [item for item in all_lists[:n] if item.ratings])
     started = time.monotonic()
-    result = adapt(index, feedback=feedback_file, out=out / f"adapt-{n}", base=args.base, first_stage="hybrid",
-                   steps=args.steps, prior_steps=args.prior_steps, eval_every=args.eval_every, patience=args.patience)
+    result = adapt(index, feedback=feedback_file, out=out / f"adapt-{tag}", base=args.base, first_stage="hybrid",
+                   steps=args.steps, prior_steps=args.prior_steps, eval_every=args.eval_every, patience=args.patience,
+                   seed=seed)
     adapt_s = time.monotonic() - started
     adapted = ResRank.from_pretrained(result.model, precision=args.precision)
     features = refit_features(args.base, index, feedback_file, args.precision)
@@ -228,10 +231,11 @@ def one_n(n: int, args, index, base, dataset_test, test_qids, candidates, all_li
                                    ("adapted", "adapted LM off"), ("memory", "base"), ("features", "base"),
                                    ("adapted+memory", "memory")])
     record = {
-        "n": n, "lists": sum(1 for item in all_lists[:n] if item.ratings),
+        "n": n, "seed": seed, "lists": sum(1 for item in all_lists[:n] if item.ratings),
         "events": sum(len(item.ratings) for item in all_lists[:n]), "adapted_published": result.adapted,
         "adapt_wall_s": round(adapt_s, 1), "adapt_steps": result.steps, "adapt_best_step": result.best_step,
-        "adapt_heldout": result.rows, "memory_strength": strength, "memory_strength_curve": strength_curve,
+        "adapt_heldout": result.rows, "adapt_heldout_curve": [(h["step"], h["ndcg@10"]) for h in result.history if "ndcg@10" in h],
+        "memory_strength": strength, "memory_strength_curve": strength_curve,
         "sizes": sizes, "table": table, "tests": tests,
         "cpu": cpu_name(), "torch_threads": torch.get_num_threads(),
     }
@@ -279,7 +283,7 @@ def print_record(record: dict) -> None:
               f"pseudo-query lists; adapt {record['adapt_wall_s']:.0f} s, {record['adapt_steps']} steps "
               f"(best {record['adapt_best_step']}), {'published' if record['adapted_published'] else 'base kept'}")
     else:
-        print(f"\n## N = {record['n']} queries asked: {record['lists']} rated lists, {record['events']} events; "
+        print(f"\n## N = {record['n']} queries asked (adapt seed {record.get('seed', 0)}): {record['lists']} rated lists, {record['events']} events; "
               f"adapt {record['adapt_wall_s']:.0f} s, {record['adapt_steps']} steps (best {record['adapt_best_step']}), "
               f"{'published' if record['adapted_published'] else 'base kept'}; memory strength {record['memory_strength']}")
     names = list(record["table"]["all"])
@@ -328,6 +332,8 @@ def main() -> None:
     parser.add_argument("--prior-steps", type=int, default=40)
     parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--patience", type=int, default=3)
+    parser.add_argument("--seed", type=int, action="append",
+                        help="adapt's seed (repeat to adapt once per seed: how much the LM's result varies); default 0.")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--label-free", action="append", choices=("log", "uniform"), default=[],
                         help="Also adapt with no ratings (repeat): pseudo-queries from the chunks the logged questions "
@@ -360,8 +366,11 @@ def main() -> None:
     print(f"{args.data.name}: {len(test_qids)} test queries; CPU {cpu_name()}, {torch.get_num_threads()} threads")
     records = []
     for n in ns:
-        records.append(one_n(n, args, index, base, test, test_qids, candidates, all_lists, out))
-        print_record(records[-1])
+        for seed in args.seed or [0]:
+            record = one_n(n, args, index, base, test, test_qids, candidates, all_lists, out, seed)
+            print_record(record)
+            if seed == (args.seed or [0])[0]:
+                records.append(record)  # the plot and results.json follow the first seed
         for mode in args.label_free:
             print_record(label_free_n(n, mode, args, index, base, test, test_qids, candidates, all_lists, out))
     records.sort(key=lambda r: r["n"])

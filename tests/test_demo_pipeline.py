@@ -276,3 +276,23 @@ def test_ratings_reorder_the_next_answer_through_the_feedback_memory(qa):
     qa.learn_from_feedback = False
     plain, _ = qa.rank(query, Stopwatch())
     assert [c.id for c in plain] == [c.id for c in before]
+
+
+def test_the_memory_is_rebuilt_only_when_a_rating_changed_and_a_question_is_encoded_once(qa, monkeypatch):
+    from demos.docqa.pipeline import Stopwatch
+    from resrank_rag.feedback import ShownItem
+
+    query = "Hotels are reimbursed up to 150 euros per night."
+    shown, _ = qa.rank(query, Stopwatch())
+    list_id = qa.feedback.record_shown("anonymous", query, qa.index.collection,
+                                       [ShownItem(c.id, c.resrank_rank, c.retrieval_rank) for c in shown])
+    qa.feedback.rate(list_id, "anonymous", shown[0].id, 1)
+    memory = qa.memory()
+    assert qa.memory() is memory
+    qa.feedback.rate(list_id, "anonymous", shown[1].id, -1)
+    assert qa.memory() is not memory and len(qa.memory()) == 1
+    encoded = []
+    original = qa.index.model.encode_queries
+    monkeypatch.setattr(qa.index.model, "encode_queries", lambda texts, **kw: encoded.append(list(texts)) or original(texts, **kw))
+    answer = qa.ask(query, generate=False)
+    assert answer.extractive and encoded == [[query]]

@@ -194,3 +194,15 @@ def test_label_free_pseudo_queries_come_only_from_chunks_users_were_shown_first(
     with pytest.raises(ValueError, match="no shown lists"):
         write_jsonl(tmp_path / "empty.jsonl", [])
         shown_chunks(tmp_path / "empty.jsonl")
+
+
+def test_ratings_version_changes_with_every_rating_change_and_only_then():
+    with FeedbackStore(":memory:") as store:
+        first = store.record_shown("alice", "who approves travel?", "docs", shown("a#0", "b#0"))
+        versions = [store.ratings_version()]
+        store.record_shown("alice", "leave policy", "docs", shown("c#0"))  # a shown list is no rating
+        assert store.ratings_version() == versions[-1]
+        for chunk, label in [("a#0", 1), ("a#0", -1), ("b#0", -1), ("a#0", 0)]:  # add, flip, add, clear
+            store.rate(first, "alice", chunk, label)
+            versions.append(store.ratings_version())
+        assert len(set(versions)) == len(versions)

@@ -119,11 +119,13 @@ def _title(passage) -> str:
     return str(title if title is not None else getattr(passage, "metadata", {}).get("title", ""))
 
 
-def extract(query: str, passages: Sequence, model, max_sentences: int = 2, encoder=None) -> list[ExtractedSentence]:
+def extract(query: str, passages: Sequence, model, max_sentences: int = 2, encoder=None,
+            query_vector: np.ndarray | None = None) -> list[ExtractedSentence]:
     """The sentences of ``passages`` (``Candidate``s: ``id``, ``text``, ``title``, ``label``) that best answer
     ``query``, best first (sentences that do not read like prose only when no passage has another); [] without text.
 
-    ``encoder`` encodes the sentences (default ``model``; an ``EmbeddingCache`` of it encodes each sentence once)."""
+    ``encoder`` encodes the sentences (default ``model``; an ``EmbeddingCache`` of it encodes each sentence once);
+    ``query_vector`` is ``query``'s ``encode_queries`` vector when the caller has it already."""
     if max_sentences < 1:
         raise ValueError(f"max_sentences must be at least 1, got {max_sentences}")
     encoder = encoder if encoder is not None else model
@@ -139,7 +141,8 @@ def extract(query: str, passages: Sequence, model, max_sentences: int = 2, encod
     keep = np.sort(np.argsort(-lexical, kind="stable")[:MAX_ENCODED])
     found, lexical = [found[i] for i in keep], lexical[keep]
     texts = [p.text[start:end] for _, start, end, p in found]
-    query_vector = model.encode_queries([query], show_progress_bar=False)[0]
+    if query_vector is None:
+        query_vector = model.encode_queries([query], show_progress_bar=False)[0]
     scores = encoder.encode(texts, batch_size=BATCH, show_progress_bar=False) @ query_vector + LEXICAL_WEIGHT * lexical
     order = np.argsort(-scores, kind="stable")
     best = float(scores[order[0]])

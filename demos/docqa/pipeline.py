@@ -139,7 +139,7 @@ class Stopwatch:
         try:
             yield
         finally:
-            self.timings_ms[name] = round((time.perf_counter() - start) * 1000, 1)
+            self.timings_ms[name] = round(self.timings_ms.get(name, 0.0) + (time.perf_counter() - start) * 1000, 1)
 
 
 class DocQA:
@@ -177,6 +177,7 @@ class DocQA:
         self.feedback = feedback if feedback is not None else FeedbackStore(":memory:")
         self.learn_from_feedback = learn_from_feedback
         self._query_vectors: dict[str, np.ndarray] = {}
+        self._memory: tuple[tuple, FeedbackMemory] | None = None
         self.lock = threading.Lock()
 
     def principal(self, user: str | None) -> Principal | None:
@@ -221,13 +222,16 @@ class DocQA:
             "problems": [str(problem) for problem in self.problems if shown(problem)],
         }
 
-    def rank(self, query: str, watch: Stopwatch, principal: Principal | None = None) -> tuple[list[Candidate], np.ndarray]:
+    def rank(self, query: str, watch: Stopwatch, principal: Principal | None = None,
+             query_vector: np.ndarray | None = None) -> tuple[list[Candidate], np.ndarray]:
         """First-stage top-k reranked by ResRank from their stored vectors: candidates and vectors, ResRank order.
 
         Only chunks ``principal`` may read are candidates (Qdrant filters them in the first stage).
+        ``query_vector`` is ``query``'s (encoded here when None).
         """
         with watch.stage("retrieve"):
-            query_vector = self.index.model.encode_queries([query])[0]
+            if query_vector is None:
+                query_vector = self.index.model.encode_queries([query])[0]
             hits, vectors = self.index.retrieve_with_vectors(query, self.k, first_stage=self.first_stage, principal=principal,
                                                              query_vector=query_vector)
         with watch.stage("rerank"):
@@ -257,14 +261,20 @@ class DocQA:
         return candidates, vectors[[r.index for r in ranked]]
 
     def memory(self) -> FeedbackMemory:
-        """Every rated list so far as a ``FeedbackMemory``; each list's query is encoded once."""
+        """Every rated list so far as a ``FeedbackMemory``, rebuilt only when a rating changed; each list's
+        query is encoded once."""
+        version = self.feedback.ratings_version()
+        if self._memory is not None and self._memory[0] == version:
+            return self._memory[1]
         lists = self.feedback.lists()
         new = [item for item in lists if item.list_id not in self._query_vectors]
         if new:
             self._query_vectors.update(zip([item.list_id for item in new],
                                            self.index.model.encode_queries([item.query for item in new])))
         vectors = np.stack([self._query_vectors[item.list_id] for item in lists]) if lists else np.zeros((0, 1))
-        return FeedbackMemory(vectors, [item.ratings for item in lists], strength=MEMORY_STRENGTH)
+        memory = FeedbackMemory(vectors, [item.ratings for item in lists], strength=MEMORY_STRENGTH)
+        self._memory = (version, memory)
+        return memory
 
     def warm_extractive(self) -> int:
         """Encode every chunk's answerable sentences into the index's embedding cache (kept on disk beside the
@@ -287,10 +297,13 @@ class DocQA:
         search_query = search_query or question
         principal = self.principal(user)
         with self.lock:
-            ranked, vectors = self.rank(search_query, watch, principal)
+            with watch.stage("retrieve"):
+                query_vector = self.index.model.encode_queries([search_query])[0]
+            ranked, vectors = self.rank(search_query, watch, principal, query_vector)
             passages = ranked[: self.context_passages]
             with watch.stage("extract"):
-                extractive = extract(question, passages, self.index.model, encoder=self.index.embedding_cache) if passages else []
+                extractive = extract(question, passages, self.index.model, encoder=self.index.embedding_cache,
+                                     query_vector=query_vector if question == search_query else None) if passages else []
         watch.add_total()
         answer = Answer(
             question=question,

@@ -136,8 +136,9 @@ class FeedbackStore:
 
     def lists(self, rated_only: bool = True) -> list[FeedbackList]:
         """Every shown list (only those with a rating, unless ``rated_only`` is False), oldest first."""
+        rated = " WHERE list_id IN (SELECT list_id FROM ratings)" if rated_only else ""
         with self._lock:
-            shown = self._db.execute("SELECT * FROM shown ORDER BY time, list_id").fetchall()
+            shown = self._db.execute(f"SELECT * FROM shown{rated} ORDER BY time, list_id").fetchall()
             ratings = self._db.execute("SELECT list_id, chunk_id, label FROM ratings").fetchall()
         by_list: dict[str, dict[str, int]] = {}
         for list_id, chunk_id, label in ratings:
@@ -153,6 +154,12 @@ class FeedbackStore:
             rows = self._db.execute("SELECT r.chunk_id, r.label FROM ratings r JOIN shown s USING (list_id) "
                                     "WHERE list_id = ? AND s.user = ?", (list_id, user)).fetchall()
         return dict(rows)
+
+    def ratings_version(self) -> tuple:
+        """Changes whenever a rating is added, changed or removed: what a reader of ``lists()`` caches on."""
+        with self._lock:
+            return tuple(self._db.execute("SELECT COUNT(*), COALESCE(MAX(time), 0), COALESCE(SUM(label), 0), "
+                                          "COALESCE(SUM(length(list_id) * label), 0) FROM ratings").fetchone())
 
     def count(self) -> int:
         """How many ratings are stored."""
