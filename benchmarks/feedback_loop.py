@@ -364,12 +364,13 @@ def main() -> None:
         write_jsonl(lists_file, all_lists)
     candidates = test_candidates(index, base, test, test_qids)
     print(f"{args.data.name}: {len(test_qids)} test queries; CPU {cpu_name()}, {torch.get_num_threads()} threads")
+    seeds = args.seed or [0]
     records = []
     for n in ns:
-        for seed in args.seed or [0]:
+        for seed in seeds:
             record = one_n(n, args, index, base, test, test_qids, candidates, all_lists, out, seed)
             print_record(record)
-            if seed == (args.seed or [0])[0]:
+            if seed == seeds[0]:
                 records.append(record)  # the plot and results.json follow the first seed
         for mode in args.label_free:
             print_record(label_free_n(n, mode, args, index, base, test, test_qids, candidates, all_lists, out))

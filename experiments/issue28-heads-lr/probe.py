@@ -1,5 +1,5 @@
 """Recipe probe on adapt's held-out part only (SciFact feedback N=400): held-out nDCG@10 trajectory per recipe."""
-import sys, time, json, dataclasses; sys.path.insert(0, "benchmarks")  # run from the repository root, after benchmarks/feedback_loop.py made runs/feedback-loop/scifact
+import sys, time, dataclasses; sys.path.insert(0, "benchmarks")  # run from the repository root, after benchmarks/feedback_loop.py made runs/feedback-loop/scifact
 from pathlib import Path
 import feedback_loop as fl
 from resrank_rag import ResRank, DEFAULT_MODEL

@@ -158,8 +158,8 @@ class FeedbackStore:
     def ratings_version(self) -> tuple:
         """Changes whenever a rating is added, changed or removed: what a reader of ``lists()`` caches on."""
         with self._lock:
-            return tuple(self._db.execute("SELECT COUNT(*), COALESCE(MAX(time), 0), COALESCE(SUM(label), 0), "
-                                          "COALESCE(SUM(length(list_id) * label), 0) FROM ratings").fetchone())
+            return tuple(self._db.execute("SELECT COUNT(*), COALESCE(MAX(time), 0), COALESCE(SUM(label), 0) "
+                                          "FROM ratings").fetchone())
 
     def count(self) -> int:
         """How many ratings are stored."""
