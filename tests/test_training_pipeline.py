@@ -1,5 +1,6 @@
 """Training lists, the two-stage trainer, resume, LoRA save/load and the curve PNG, on a tiny BEIR folder."""
 
+import dataclasses
 import json
 import random
 
@@ -165,6 +166,18 @@ def test_training_steps_reduce_the_loss(beir):
     with torch.no_grad():
         after = trainer.loss(lists, stage)[1]["loss"]
     assert after < 0.8 * before
+
+
+def test_a_linear_schedule_decays_the_rates_to_zero_after_warm_up(beir):
+    with pytest.raises(ValueError, match="schedule"):
+        StageConfig(name="x", steps=1, schedule="cosine")
+    stages = [dataclasses.replace(HEADS_ONLY, steps=2),
+              StageConfig(name="decay", steps=5, train={"encoder": "frozen", "reranker": "lora", "heads": "full"},
+                          warmup_steps=2, schedule="linear")]
+    trainer = Trainer(make_config(beir, stages, lists_per_step=2, save_every=0, dev=None), tiny_resrank(), base_dir=beir)
+    trainer.train()
+    factors = [round(h["rate_factor"], 4) for h in trainer.history if "rate_factor" in h]
+    assert factors == [1.0, 1.0] + [0.5, 1.0, 1.0, 0.6667, 0.3333]  # constant prior stage, then warm-up and decay
 
 
 def _grad_norm(module):

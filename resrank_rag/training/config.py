@@ -20,6 +20,7 @@ file of the folder, ``runs/<name>.<split>.trec``) ranks too."""
 def is_ranking_source(source: str) -> bool:
     return source in RANKING_SOURCES or source.startswith("run:")
 LIST_ORDERS = ("shuffled", "first_stage")
+SCHEDULES = ("constant", "linear")
 DEFAULT_LR = {"encoder": 2e-5, "reranker": 1e-4, "heads": 1e-4, "rank_prior": 2e-3}
 
 
@@ -93,7 +94,17 @@ class StageConfig:
     """Divides cosine scores in the listwise and distillation losses."""
     infonce_temperature: float = 0.05
     warmup_steps: int = 0
+    schedule: str = "constant"
+    """After warm-up: ``constant`` rates, or ``linear`` decay, reaching zero just after the stage's last step."""
     grad_clip: float = 1.0
+
+    def rate_factor(self, step: int) -> float:
+        """The share of each learning rate at ``step`` of this stage (0-based): warm-up, then ``schedule``."""
+        if self.warmup_steps and step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        if self.schedule == "linear":
+            return max(0.0, (self.steps - step) / max(1, self.steps - self.warmup_steps))
+        return 1.0
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -114,6 +125,8 @@ class StageConfig:
             raise ValueError(f"stage {self.name!r}: anchor must be 'dense' or 'nolm', got {self.anchor!r}")
         if self.alignment_weight < 0 or self.alignment_tokens < 1 or self.alignment_passages < 1:
             raise ValueError(f"stage {self.name!r}: alignment_weight must be >= 0, alignment_tokens and alignment_passages >= 1")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"stage {self.name!r}: schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.temperature <= 0 or self.infonce_temperature <= 0:
             raise ValueError(f"stage {self.name!r}: temperatures must be positive")
 

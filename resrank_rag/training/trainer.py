@@ -227,6 +227,8 @@ class Trainer:
         if stage.grad_clip:
             torch.nn.utils.clip_grad_norm_(params, stage.grad_clip)
         optimizer.step()
+        group = optimizer.param_groups[0]
+        logged["rate_factor"] = group["lr"] / group["initial_lr"] if group["initial_lr"] else 0.0
         scheduler.step()
         if stage.train["encoder"] != "frozen":
             self._forget_fingerprint()
@@ -313,8 +315,7 @@ class Trainer:
             groups = self._trainable(stage)
             params = [p for g in groups for p in g["params"]]
             optimizer = torch.optim.AdamW(groups, weight_decay=0.0)
-            warmup = stage.warmup_steps
-            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, stage.rate_factor)
             if state is not None and state["stage_index"] == stage_index and self.step > start:
                 optimizer.load_state_dict(state["optimizer"])
                 scheduler.load_state_dict(state["scheduler"])
