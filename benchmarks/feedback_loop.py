@@ -85,8 +85,13 @@ def open_collection(model, data: Path, split: str, out: Path) -> ResRankIndex:
     return index
 
 
+def judged_queries(dataset) -> list[str]:
+    """The query ids with at least one relevant passage, in file order."""
+    return [q for q in dataset.queries if any(g > 0 for g in dataset.qrels.get(q, {}).values())]
+
+
 def query_order(dataset, seed: int = 0) -> list[str]:
-    usable = [q for q in dataset.queries if any(g > 0 for g in dataset.qrels.get(q, {}).values())]
+    usable = judged_queries(dataset)
     random.Random(seed).shuffle(usable)
     return usable
 
@@ -355,7 +360,7 @@ def main() -> None:
         test = train
     else:
         test = load_beir(args.data, args.test_split)
-        test_qids = [q for q in test.queries if any(g > 0 for g in test.qrels.get(q, {}).values())][: args.test_queries]
+        test_qids = judged_queries(test)[: args.test_queries]
     lists_file = out / f"simulated-{max(ns)}.jsonl"
     if lists_file.exists():
         all_lists = read_feedback(lists_file, rated_only=False)

@@ -18,7 +18,7 @@ out, data = Path("runs/feedback-loop/scifact"), Path("../shared/data/scifact")
 base = ResRank.from_pretrained(DEFAULT_MODEL, precision="auto")
 index = fl.open_collection(base, data, "train", out)
 test = load_beir(data, "test")
-test_qids = [q for q in test.queries if any(g > 0 for g in test.qrels.get(q, {}).values())]
+test_qids = fl.judged_queries(test)
 queries, qv, ids, texts, vectors = fl.test_candidates(index, base, test, test_qids)
 rated = fl.read_feedback(out / "feedback-400.jsonl")
 systems, pairs = {"base": fl.model_scores(base, queries, qv, texts, vectors, lm=False)}, []

@@ -227,8 +227,7 @@ class Trainer:
         if stage.grad_clip:
             torch.nn.utils.clip_grad_norm_(params, stage.grad_clip)
         optimizer.step()
-        group = optimizer.param_groups[0]
-        logged["rate_factor"] = group["lr"] / group["initial_lr"] if group["initial_lr"] else 0.0
+        logged["rate_factor"] = stage.rate_factor(scheduler.last_epoch)
         scheduler.step()
         if stage.train["encoder"] != "frozen":
             self._forget_fingerprint()
