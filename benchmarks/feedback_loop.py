@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from resrank_rag import DEFAULT_MODEL, ResRank
-from resrank_rag.adapt import adapt
+from resrank_rag.adapt import EMA_DECAY, adapt
 from resrank_rag.adapt.feedback import feedback_queries
 from resrank_rag.adapt.lists import ADMIN, StoredVectors, first_stage_lists, split
 from resrank_rag.embedding_cache import EmbeddingCache
@@ -211,7 +211,7 @@ def one_n(n: int, args, index, base, dataset_test, test_qids, candidates, all_li
     started = time.monotonic()
     result = adapt(index, feedback=feedback_file, out=out / f"adapt-{tag}", base=args.base, first_stage="hybrid",
                    steps=args.steps, prior_steps=args.prior_steps, eval_every=args.eval_every, patience=args.patience,
-                   seed=seed)
+                   seed=seed, ema_decay=args.ema_decay or None, refit_features=args.refit_features)
     adapt_s = time.monotonic() - started
     adapted = ResRank.from_pretrained(result.model, precision=args.precision)
     features = refit_features(args.base, index, feedback_file, args.precision)
@@ -234,9 +234,9 @@ def one_n(n: int, args, index, base, dataset_test, test_qids, candidates, all_li
     sizes, table, tests = compare(systems, read_feedback(feedback_file), dataset_test, test_qids, ids,
                                   [("adapted", "base"), ("adapted", "memory"), ("adapted", "features"),
                                    ("adapted", "adapted LM off"), ("memory", "base"), ("features", "base"),
-                                   ("adapted+memory", "memory")])
+                                   ("adapted+memory", "memory"), ("adapted+memory", "base")])
     record = {
-        "n": n, "seed": seed, "lists": sum(1 for item in all_lists[:n] if item.ratings),
+        "n": n, "seed": seed, "ema_decay": args.ema_decay, "refit_features": args.refit_features, "lists": sum(1 for item in all_lists[:n] if item.ratings),
         "events": sum(len(item.ratings) for item in all_lists[:n]), "adapted_published": result.adapted,
         "adapt_wall_s": round(adapt_s, 1), "adapt_steps": result.steps, "adapt_best_step": result.best_step,
         "adapt_heldout": result.rows, "adapt_heldout_curve": [(h["step"], h["ndcg@10"]) for h in result.history if "ndcg@10" in h],
@@ -339,6 +339,11 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=3)
     parser.add_argument("--seed", type=int, action="append",
                         help="adapt's seed (repeat to adapt once per seed: how much the LM's result varies); default 0.")
+    parser.add_argument("--ema-decay", type=float, default=EMA_DECAY,
+                        help="adapt's ema_decay: publish the moving average of the trained weights; 0: off (use another --out).")
+    parser.add_argument("--refit-features", action=argparse.BooleanOptionalAction, default=None,
+                        help="adapt's refit_features: refit the feature scorer on the feedback before the LM trains "
+                             "(default: when the base has one; use another --out).")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--label-free", action="append", choices=("log", "uniform"), default=[],
                         help="Also adapt with no ratings (repeat): pseudo-queries from the chunks the logged questions "

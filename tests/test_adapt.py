@@ -28,7 +28,8 @@ PRIOR = StageConfig(name="prior", steps=12, train={"encoder": "frozen", "reranke
                     lr={"heads": 0.0, "rank_prior": 5e-2})
 LORA = StageConfig(name="joint", steps=2, train={"encoder": "frozen", "reranker": "lora", "heads": "full"},
                    lr={"reranker": 1e-3, "heads": 1e-3, "rank_prior": 1e-3})
-FAST = dict(depth=12, list_size=8, eval_every=4, save_every=4, patience=3, lists_per_step=2)
+FAST = dict(depth=12, list_size=8, eval_every=4, save_every=4, patience=3, lists_per_step=2,
+            ema_decay=None)  # a dozen steps: adapt's default average (about 50 steps) would hardly move
 
 
 def make_base(folder, prior: float, backbones, **overrides):
@@ -124,6 +125,20 @@ def test_adapting_a_no_lm_base_turns_its_lm_on_and_the_out_folder_loads(world, t
     adapted = ResRank.from_pretrained(out, precision="fp32", warm_start=False)  # the folder the user named
     assert adapted.runs_lm and adapted.config.lm_branch and adapted.linear_scorer is not None
     assert json.loads((out / "model" / "resrank_config.json").read_text())["lm_branch"] is True
+
+
+def test_refit_features_fits_the_feature_scorer_before_the_lm_and_needs_one(world, tmp_path):
+    base = make_base(tmp_path / "features", -0.5, world["backbones"], linear_features=["rank", "cosine", "lexical"])
+    assert not ResRank.from_pretrained(base, precision="fp32").linear_scorer.weight.any()  # zero-initialised
+    out = tmp_path / "out"
+    result = adapt("docs", world["queries"], out=out, base=base, path=world["path"], stages=[LORA], refit_features=True, **FAST)
+    assert result.data["refit_features"] is True
+    step0 = next(h for h in result.history if h.get("step") == 0 and "ndcg@10" in h)
+    assert step0["ndcg@10"] > result.rows[1]["nDCG@10"]  # the refit alone already beats the base at step 0
+    assert result.adapted
+    assert ResRank.from_pretrained(out / "model", precision="fp32").linear_scorer.weight.abs().sum() > 0
+    with pytest.raises(ValueError, match="no feature scorer"):
+        adapt("docs", world["queries"], out=tmp_path / "none", base=world["base"], path=world["path"], refit_features=True, **FAST)
 
 
 def test_safety_keeps_the_base_when_adapting_does_not_help(world, tmp_path):
@@ -222,17 +237,28 @@ def test_synthetic_mode_measures_on_the_labelled_held_out_part(world, tmp_path):
     assert result.data["train_queries"] >= 10
 
 
+def test_cli_defaults_are_the_library_defaults():
+    import inspect
+
+    from resrank_rag.commands.adapt import adapt as command
+
+    library, cli = inspect.signature(adapt).parameters, inspect.signature(command).parameters
+    for name in ("prior_steps", "steps", "patience", "ema_decay", "refit_features", "list_size", "depth", "holdout", "seed"):
+        assert cli[name].default == library[name].default, name
+
+
 def test_cli_adapts_end_to_end_and_search_uses_the_result(world, tmp_path):
     from resrank_rag.cli import app
 
     out = tmp_path / "cli"
     args = ["adapt", "--collection", "docs", "--queries", str(world["queries"]), "--base", world["base"],
             "--path", world["path"], "--out", str(out), "--prior-steps", "4", "--steps", "2", "--eval-every", "2",
-            "--list-size", "8", "--depth", "12"]
+            "--list-size", "8", "--depth", "12", "--ema-decay", "0.5"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "held-out part" in result.output and "adapted vs base" in result.output
     report = json.loads((out / "report.json").read_text())
+    assert report["data"]["ema_decay"] == 0.5  # the run published the moving average of its weights
     model = report["model"]
     assert model == (str(out / "model") if report["adapted"] else world["base"])
     found = CliRunner().invoke(app, ["search", DOCS[3].text, "--collection", "docs", "--path", world["path"],
@@ -240,3 +266,5 @@ def test_cli_adapts_end_to_end_and_search_uses_the_result(world, tmp_path):
     assert found.exit_code == 0, found.output
     bad = CliRunner().invoke(app, ["adapt", "--collection", "docs", "--out", str(out)])
     assert bad.exit_code != 0 and "--synthetic" in bad.output
+    bad = CliRunner().invoke(app, args[:-2] + ["--ema-decay", "1.5", "--no-resume"])
+    assert bad.exit_code != 0 and "ema_decay must be between 0 and 1" in bad.output

@@ -180,6 +180,38 @@ def test_a_linear_schedule_decays_the_rates_to_zero_after_warm_up(beir):
     assert factors == [1.0, 1.0] + [0.5, 1.0, 1.0, 0.6667, 0.3333]  # constant prior stage, then warm-up and decay
 
 
+def test_weight_averaging_evaluates_and_exports_the_moving_average_and_resumes(beir, tmp_path):
+    with pytest.raises(ValueError, match="ema_decay"):
+        make_config(beir, [HEADS_ONLY], ema_decay=1.0)
+    stages, decay = [HEADS_ONLY, dataclasses.replace(LORA_JOINT, steps=2)], 0.6
+
+    def config(name, **options):
+        return make_config(beir, stages, output_dir=str(tmp_path / name), save_every=1, **options)
+
+    plain = Trainer(config("plain", dev=None), tiny_resrank(), base_dir=beir)  # averaging never changes the steps taken
+    expected = {name: p.detach().clone() for name, p in plain._trained_parameters().items()}
+    for step in range(1, 6):
+        plain.train(stop_after=step if step < 5 else None)
+        weights = plain._trained_parameters()
+        expected = {name: decay * value + (1 - decay) * weights[name].detach() for name, value in expected.items()}
+    averaging = Trainer(config("ema", ema_decay=decay), tiny_resrank(), base_dir=beir)
+    averaging.train(stop_after=2)  # killed, then resumed: the average survives in the state file
+    averaging = Trainer(config("ema", ema_decay=decay), tiny_resrank(), base_dir=beir)
+    averaging.train()
+    live = averaging._saved_parameters()
+    assert any("lora_" in name for name in live)
+    for name, value in plain._saved_parameters().items():
+        torch.testing.assert_close(live[name], value, rtol=0, atol=1e-6, msg=name)
+    for name, value in expected.items():
+        torch.testing.assert_close(averaging._average[name], value, rtol=0, atol=1e-6, msg=name)
+    assert not torch.equal(averaging._average["passage_head.weight"], live["passage_head.weight"])
+    with averaging.averaged() as model:
+        torch.testing.assert_close(model.passage_head.weight.detach(), expected["passage_head.weight"], rtol=0, atol=1e-6)
+    torch.testing.assert_close(averaging.model.passage_head.weight.detach(), live["passage_head.weight"], rtol=0, atol=0)
+    exported = ResRank.from_pretrained(tmp_path / "ema" / "model", precision="fp32", merge_lora=False)
+    torch.testing.assert_close(exported.passage_head.weight.detach(), expected["passage_head.weight"], rtol=0, atol=1e-6)
+
+
 def _grad_norm(module):
     grads = [p.grad for p in module.parameters() if p.grad is not None]
     return float(sum(g.abs().sum() for g in grads)) if grads else None

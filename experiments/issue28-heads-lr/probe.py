@@ -19,6 +19,7 @@ variants = {"V0 default": recipe(), "V1 heads3e-5": recipe(heads=3e-5),
 for name in sys.argv[1:] or variants:
     t = time.monotonic()
     r = adapt(index, feedback=fb, out=Path("runs/probe") / name.split()[0], first_stage="hybrid",
-              stages=variants[name], eval_every=20, patience=0, resume=False)
+              stages=variants[name], eval_every=20, patience=0, resume=False,
+              ema_decay=None, refit_features=False)  # as measured: before these became adapt's defaults
     traj = [(h["step"], round(h["ndcg@10"], 4)) for h in r.history if "ndcg@10" in h]
     print("RESULT", name, round(time.monotonic() - t), traj, flush=True)

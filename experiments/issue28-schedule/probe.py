@@ -23,6 +23,7 @@ stages = [prior, dataclasses.replace(joint, schedule="linear")]
 for seed in [int(s) for s in sys.argv[1:]] or [0]:
     started = time.monotonic()
     result = adapt(index, feedback=out / "feedback-400.jsonl", out=Path("runs/probe") / f"linear-seed{seed}",
-                   first_stage="hybrid", stages=stages, eval_every=50, patience=0, resume=False, seed=seed)
+                   first_stage="hybrid", stages=stages, eval_every=50, patience=0, resume=False, seed=seed,
+                   ema_decay=None, refit_features=False)  # as measured: before these became adapt's defaults
     curve = [(h["step"], round(h["ndcg@10"], 4)) for h in result.history if "ndcg@10" in h]
     print("RESULT linear seed", seed, round(time.monotonic() - started), curve, flush=True)

@@ -5,7 +5,7 @@ collection, in the order its own first stage returns them (docs/adapt.md).
 """
 
 from resrank_rag.adapt.queries import LabelledQuery, read_queries
-from resrank_rag.adapt.run import MIN_QUERIES, AdaptResult, adapt, default_stages
+from resrank_rag.adapt.run import EMA_DECAY, MIN_QUERIES, AdaptResult, adapt, default_stages
 from resrank_rag.adapt.synthetic import KINDS as SYNTHETIC_KINDS
 
-__all__ = ["MIN_QUERIES", "SYNTHETIC_KINDS", "AdaptResult", "LabelledQuery", "adapt", "default_stages", "read_queries"]
+__all__ = ["EMA_DECAY", "MIN_QUERIES", "SYNTHETIC_KINDS", "AdaptResult", "LabelledQuery", "adapt", "default_stages", "read_queries"]

@@ -27,11 +27,13 @@ def adapt(
     holdout: Annotated[float, typer.Option(min=0.01, max=0.99, help="Share of the queries held out to check the result.")] = 0.2,
     depth: Annotated[int, typer.Option(min=2, help="Candidates per held-out query: the k you search with.")] = 100,
     list_size: Annotated[int, typer.Option(min=2, help="First-stage candidates per training list.")] = 30,
-    prior_steps: Annotated[int, typer.Option(min=0, help="Steps training only the rank prior.")] = 60,
-    steps: Annotated[int, typer.Option(min=0, help="Steps of LoRA on the reranker LM plus the heads.")] = 450,
+    prior_steps: Annotated[int, typer.Option(min=0, help="Steps training only the rank prior.")] = 40,
+    steps: Annotated[int, typer.Option(min=0, help="Steps of LoRA on the reranker LM plus the heads.")] = 300,
     eval_every: Annotated[int, typer.Option(min=1, help="Evaluate on the held-out part every N steps.")] = 50,
-    patience: Annotated[int, typer.Option(min=0, help="Stop after N evaluations without a gain (0: never).")] = 4,
+    patience: Annotated[int, typer.Option(min=0, help="Stop after N evaluations without a gain (0: never).")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of list sampling and pseudo-queries.")] = 0,
+    ema_decay: Annotated[float, typer.Option(help="Evaluate and publish the moving average of the trained weights with this decay; 0: the weights as they are.")] = 0.98,
+    refit_features: Annotated[bool | None, typer.Option("--refit-features/--keep-features", help="First refit the base's no-LM feature scorer on the same lists (as `resrank fit-features`), then train the LM on top. Default: when the base has one.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run saved in OUT/run when there is one.")] = True,
 ) -> None:
     """Adapt the reranker to COLLECTION: lists from its own first stage with the stored vectors, the
@@ -51,7 +53,7 @@ def adapt(
             synthetic_kinds=tuple(synthetic_kind or DEFAULT_KINDS), synthetic_count=synthetic_count, synthetic_from=synthetic_from,
             holdout=holdout,
             depth=depth, list_size=list_size, prior_steps=prior_steps, steps=steps, eval_every=eval_every,
-            patience=patience, seed=seed, resume=resume,
+            patience=patience, seed=seed, ema_decay=ema_decay or None, refit_features=refit_features, resume=resume,
         )
     except (FileNotFoundError, ValueError, ModelMismatchError) as error:
         raise typer.BadParameter(str(error)) from None

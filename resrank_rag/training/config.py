@@ -19,6 +19,11 @@ file of the folder, ``runs/<name>.<split>.trec``) ranks too."""
 
 def is_ranking_source(source: str) -> bool:
     return source in RANKING_SOURCES or source.startswith("run:")
+
+
+def check_ema_decay(value: float | None) -> None:
+    if value is not None and not 0.0 < value < 1.0:
+        raise ValueError(f"ema_decay must be between 0 and 1 (e.g. 0.98), or null for no averaging; got {value}")
 LIST_ORDERS = ("shuffled", "first_stage")
 SCHEDULES = ("constant", "linear")
 DEFAULT_LR = {"encoder": 2e-5, "reranker": 1e-4, "heads": 1e-4, "rank_prior": 2e-3}
@@ -169,6 +174,10 @@ class TrainConfig:
     model_overrides: dict = field(default_factory=dict)
     """ResRankConfig fields to change on the starting model (e.g. residual_weight, temperature). With
     ``from_untrained`` they may also shape it (candidate_features, adaptive_prior, reranker_layers, ...)."""
+    ema_decay: float | None = None
+    """Keep an exponential moving average of every trained weight (``decay * average + (1 - decay) * weight``
+    after each step) and evaluate, pick ``best/`` and export with it; None: the weights as they are. 0.98
+    averages over about the last 50 steps, smoothing the swings that small batches of lists give LoRA."""
     autocast: str | None = None
     """``bf16``: run the reranker forward under bfloat16 autocast (faster on CPUs with avx512_bf16);
     None: float32."""
@@ -180,6 +189,7 @@ class TrainConfig:
             raise ValueError("TrainConfig needs at least one dataset")
         if not self.stages:
             raise ValueError("TrainConfig needs at least one stage")
+        check_ema_decay(self.ema_decay)
         if self.autocast not in (None, "bf16"):
             raise ValueError(f"autocast must be 'bf16' or null, got {self.autocast!r}")
         if self.list_size < 2 or self.lists_per_step < 1:

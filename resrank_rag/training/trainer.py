@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -37,7 +38,8 @@ class Trainer:
     listwise loss reaches the encoder through the reranker; when frozen, from an embedding cache.
 
     ``output_dir`` gets ``trainer_state.pt`` (resume point), ``history.jsonl``, ``curves.png``,
-    ``model/`` (final) and ``best/`` (best dev nDCG@10, the starting model counts).
+    ``model/`` (final) and ``best/`` (best dev nDCG@10, the starting model counts). With ``ema_decay`` the
+    evaluations and both exports use the moving average of the trained weights (``averaged``).
     """
 
     def __init__(self, config: TrainConfig, model=None, base_dir: str | Path = ".", accelerator=None, *,
@@ -80,6 +82,8 @@ class Trainer:
         self.step = 0
         self.history: list[dict] = []
         self.best: float | None = None
+        self._average: dict[str, torch.Tensor] | None = None
+        """The moving average of every trained weight (``config.ema_decay``), by parameter name."""
 
     # ---------------------------------------------------------------- vectors
     def passage_vectors(self, texts: list[str]) -> np.ndarray:
@@ -123,15 +127,50 @@ class Trainer:
             raise ValueError(f"stage {stage.name!r} trains nothing: set some part of train to lora or full")
         return groups
 
-    def _saved_parameters(self) -> dict[str, torch.Tensor]:
-        """Every parameter that any stage trains (heads, LoRA adapters, fully trained backbones)."""
+    def _trained_parameters(self) -> dict[str, torch.nn.Parameter]:
+        """Every parameter that any stage trains (heads, LoRA adapters, fully trained backbones), by name."""
         modes = {part: {s.train[part] for s in self.config.stages} - {"frozen"} for part in ("encoder", "reranker")}
         keep = {}
         for name, parameter in self.model.named_parameters():
             part = "encoder" if name.startswith("encoder.") else "reranker" if name.startswith("reranker.") else "heads"
             if part == "heads" or "full" in modes[part] or ("lora" in modes[part] and "lora_" in name):
-                keep[name] = parameter.detach().cpu().clone()
+                keep[name] = parameter
         return keep
+
+    def _saved_parameters(self) -> dict[str, torch.Tensor]:
+        return {name: p.detach().cpu().clone() for name, p in self._trained_parameters().items()}
+
+    # ---------------------------------------------------------------- weight averaging
+    def _update_average(self) -> None:
+        decay = self.config.ema_decay
+        if decay is None:
+            return
+        with torch.no_grad():
+            for name, parameter in self._trained_parameters().items():
+                self._average[name].mul_(decay).add_(parameter.detach(), alpha=1.0 - decay)
+
+    @contextlib.contextmanager
+    def averaged(self):
+        """The model with the moving average of its trained weights in place (as it is, without ``ema_decay``)."""
+        if self._average is None:
+            yield self.model
+            return
+        parameters = self._trained_parameters()
+        live = {name: parameters[name].detach().clone() for name in self._average}
+        encoder = any(name.startswith("encoder.") for name in self._average)
+        with torch.no_grad():
+            for name, value in self._average.items():
+                parameters[name].copy_(value)
+        if encoder:
+            self._forget_fingerprint()
+        try:
+            yield self.model
+        finally:
+            with torch.no_grad():
+                for name, value in live.items():
+                    parameters[name].copy_(value)
+            if encoder:
+                self._forget_fingerprint()
 
     # ---------------------------------------------------------------- one step
     def _passage_batch(self, texts: list[str], stage: StageConfig) -> torch.Tensor:
@@ -227,6 +266,7 @@ class Trainer:
         if stage.grad_clip:
             torch.nn.utils.clip_grad_norm_(params, stage.grad_clip)
         optimizer.step()
+        self._update_average()
         logged["rate_factor"] = stage.rate_factor(scheduler.last_epoch)
         scheduler.step()
         if stage.train["encoder"] != "frozen":
@@ -238,7 +278,8 @@ class Trainer:
         if not self.dev or not self.accelerator.is_main_process:
             return None
         self.model.eval()
-        per_set = [dev.evaluate(self.model, self.passage_vectors) for dev in self.dev]
+        with self.averaged():
+            per_set = [dev.evaluate(self.model, self.passage_vectors) for dev in self.dev]
         metrics = {key: float(np.mean([m[key] for m in per_set])) for key in ("ndcg@10", "nolm_ndcg@10", "dense_ndcg@10")}
         if len(per_set) > 1:
             metrics.update({f"{dev.name}/{key}": value for dev, m in zip(self.dev, per_set) for key, value in m.items()})
@@ -246,7 +287,8 @@ class Trainer:
         self.history.append(record)
         if self.best is None or metrics["ndcg@10"] > self.best:
             self.best = metrics["ndcg@10"]
-            self.export(self.output / "best", extra={"dev": record})
+            with self.averaged():
+                self.export(self.output / "best", extra={"dev": record})
         tqdm.write(f"step {self.step}: dev nDCG@10 {metrics['ndcg@10']:.4f} "
                    f"(LM off {metrics['nolm_ndcg@10']:.4f}, dense {metrics['dense_ndcg@10']:.4f})")
         return metrics
@@ -271,7 +313,8 @@ class Trainer:
         self.output.mkdir(parents=True, exist_ok=True)
         state = {"step": self.step, "stage_index": stage_index, "parameters": self._saved_parameters(),
                  "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "history": self.history, "best": self.best}
+                 "history": self.history, "best": self.best,
+                 "average": None if self._average is None else {k: v.cpu().clone() for k, v in self._average.items()}}
         temporary = self.output / (STATE_FILE + ".tmp")
         torch.save(state, temporary)
         os.replace(temporary, self.output / STATE_FILE)  # atomic: a kill never leaves half a state
@@ -293,6 +336,8 @@ class Trainer:
                 current[name].copy_(tensor)
         self._forget_fingerprint()
         self.step, self.history, self.best = state["step"], state["history"], state["best"]
+        if self.config.ema_decay is not None and state.get("average") is not None:
+            self._average = {k: v.to(self.accelerator.device) for k, v in state["average"].items()}
         return state
 
     # ---------------------------------------------------------------- the loop
@@ -300,6 +345,8 @@ class Trainer:
         """Run (or continue) every stage; returns the history. ``stop_after`` ends early at that global
         step after saving, as a kill would (then ``train()`` again resumes)."""
         state = self._load_state() if resume else None
+        if self.config.ema_decay is not None and self._average is None:  # the average starts at the starting weights
+            self._average = {name: p.detach().clone() for name, p in self._trained_parameters().items()}
         self.output.mkdir(parents=True, exist_ok=True)
         self.config.save_yaml(self.output / "train_config.yaml")
         if state is None:
@@ -342,6 +389,7 @@ class Trainer:
             start = end
         if self.accelerator.is_main_process:
             self.model.eval()
-            self.export(self.output / "model")
+            with self.averaged():
+                self.export(self.output / "model")
             plot_curves(self.history, self.output / "curves.png")
         return self.history
