@@ -236,7 +236,8 @@ def one_n(n: int, args, index, base, dataset_test, test_qids, candidates, all_li
                                    ("adapted", "adapted LM off"), ("memory", "base"), ("features", "base"),
                                    ("adapted+memory", "memory"), ("adapted+memory", "base")])
     record = {
-        "n": n, "seed": seed, "ema_decay": args.ema_decay, "refit_features": args.refit_features, "lists": sum(1 for item in all_lists[:n] if item.ratings),
+        "n": n, "seed": seed, "ema_decay": result.data.get("ema_decay"),
+        "refit_features": bool(result.data.get("refit_features")), "lists": sum(1 for item in all_lists[:n] if item.ratings),
         "events": sum(len(item.ratings) for item in all_lists[:n]), "adapted_published": result.adapted,
         "adapt_wall_s": round(adapt_s, 1), "adapt_steps": result.steps, "adapt_best_step": result.best_step,
         "adapt_heldout": result.rows, "adapt_heldout_curve": [(h["step"], h["ndcg@10"]) for h in result.history if "ndcg@10" in h],

@@ -226,19 +226,20 @@ def _train_and_publish(model, base, out: Path, data, train_lists, held: HeldOut,
     model.config = dataclasses.replace(model.config, name=f"{model.name.removesuffix('-adapted')}-adapted",
                                        extra={**extra, "adapt": data})
     lists = [item.training_list(config.list_size) for item in train_lists]
-    if options["refit_features"]:  # the LM then learns what the refitted features still miss
+    starts_at_base = not options["refit_features"]  # else step 0 is the refitted scorer, not the base
+    if not starts_at_base:  # the LM then learns what the refitted features still miss
         from resrank_rag.training.linear import feature_lists, fit_linear_scorer
 
         fit_linear_scorer(model, feature_lists(model, lists, vectors.encode, progress=False), warm_start=True)
     mix = TrainingMix([FixedLists(lists, spec)], config.seed)
     trainer = Trainer(config, model, mix=mix, dev=[held], embedding_cache=vectors)
-    if not resuming and not options["refit_features"]:
+    if not resuming and starts_at_base:
         held.reuse_once(base_runs)  # the step-0 evaluation is the base model's, computed above
     _train(trainer, config.eval_every, options["patience"], resume)
 
     evals = [h for h in trainer.history if "ndcg@10" in h]
     best = max(evals, key=lambda h: h["ndcg@10"]) if evals else {"step": 0}
-    if best["step"] == 0 and not options["refit_features"]:  # step 0 is the base itself
+    if best["step"] == 0 and starts_at_base:
         adapted_runs = base_runs
     elif held.best is not None and held.best[0] == best["ndcg@10"]:
         adapted_runs = held.best[1]
